@@ -1,0 +1,211 @@
+"""The archive as the web layer sees it: store (ingest), read frames and files, delete.
+
+Ties parse, storage and index together and keeps their invariants: a blob is written (atomically)
+before the index points at it, a rejected instance leaves nothing behind, and a deleted instance's blob
+goes only after the index has forgotten it. Must not know HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from archive.errors import (
+    ArchiveError,
+    IngestError,
+    InstanceConflict,
+    InstanceTooLarge,
+    InvalidInstance,
+    NotFound,
+    StudyMismatch,
+)
+from archive.index import InstanceConflictError, InstanceRecord, SQLiteIndex
+from archive.parse import ParsedInstance, parse_instance
+from archive.storage import LocalStorage, new_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """The outcome of storing one instance, as STOW-RS reports it (PS3.18 10.5.3)."""
+
+    status: str  # "stored", "present", "replaced" or "failed"
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    failure_reason: int = 0
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveConfig:
+    durable: bool = True  # fsync blobs and the index before answering
+    overwrite: bool = False  # same SOP Instance UID with other bytes replaces instead of conflicting
+    max_instance_bytes: int = 2 << 30
+    max_pixel_bytes: int = 4 << 30  # declared (uncompressed) pixel data per instance
+
+
+class Archive:
+    """Local archive: files under ``root/objects`` and the SQLite index ``root/index.sqlite``."""
+
+    def __init__(self, root: Path, config: ArchiveConfig) -> None:
+        self.root = Path(root)
+        self.config = config
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.storage = LocalStorage(self.root)
+        self.index = SQLiteIndex(self.root / "index.sqlite", durable=config.durable)
+
+    # -- ingest -----------------------------------------------------------------------------------
+
+    def store(self, blobs: list[bytes], *, expected_study: str | None = None) -> list[StoreResult]:
+        """Validate, store and index each blob; one bad blob never affects the others.
+
+        The blobs of one call share one index transaction and one round of fsyncs.
+        """
+        results: list[StoreResult | None] = [None] * len(blobs)
+        accepted: list[tuple[int, ParsedInstance, str, bytes]] = []
+        to_write: list[tuple[str, bytes]] = []
+        batch_keys: dict[str, tuple[str, bytes]] = {}  # SOP UID -> key and bytes earlier in this call
+        for i, data in enumerate(blobs):
+            try:
+                parsed = self._validate(data, expected_study)
+            except IngestError as exc:
+                results[i] = _failed(exc)
+                continue
+            key = self._key_for(parsed.sop_uid, data, batch_keys)
+            if key is None:
+                key = new_key()
+                to_write.append((key, data))
+            batch_keys.setdefault(parsed.sop_uid, (key, data))
+            accepted.append((i, parsed, key, data))
+        if to_write:
+            try:
+                self.storage.put_many(to_write, durable=self.config.durable)
+            except OSError as exc:
+                log.exception("writing %d blobs failed", len(to_write))
+                for i, parsed, _key, _data in accepted:
+                    results[i] = _failed(IngestError(f"storage failure: {exc.strerror}"), parsed, 0xA700)
+                return [r for r in results if r is not None]
+        outcomes = self.index.add_many(
+            [(parsed, key, len(data)) for _i, parsed, key, data in accepted], overwrite=self.config.overwrite
+        )
+        written = {key for key, _ in to_write}
+        for (i, parsed, key, _data), outcome in zip(accepted, outcomes):
+            if isinstance(outcome, ArchiveError):
+                if key in written and not self.index.blob_in_use(key):
+                    self.storage.delete(key)
+                error = outcome if isinstance(outcome, IngestError) else InstanceConflict(str(outcome))
+                results[i] = _failed(error, parsed)
+                continue
+            if outcome.previous_blob_key and not self.index.blob_in_use(outcome.previous_blob_key):
+                self.storage.delete(outcome.previous_blob_key)
+            results[i] = StoreResult(
+                outcome.status, parsed.sop_class_uid, parsed.sop_uid, parsed.study_uid, parsed.series_uid
+            )
+        return [r for r in results if r is not None]
+
+    def _key_for(self, sop_uid: str, data: bytes, batch: dict[str, tuple[str, bytes]]) -> str | None:
+        """The key of an identical copy already stored (or earlier in this call), else None.
+
+        Identical bytes are recognised by comparing them, which costs a read only on a resend; no
+        hash is computed on the ingest path.
+        """
+        if sop_uid in batch:
+            key, earlier = batch[sop_uid]
+            return key if earlier == data else None
+        existing = self.index.existing_blob(sop_uid)
+        if existing is not None and self.storage.same_content(existing, data):
+            return existing
+        return None
+
+    def _validate(self, data: bytes, expected_study: str | None) -> ParsedInstance:
+        if len(data) > self.config.max_instance_bytes:
+            raise InstanceTooLarge(
+                f"instance of {len(data)} bytes is above the limit of {self.config.max_instance_bytes} bytes"
+            )
+        parsed = parse_instance(data, max_pixel_bytes=self.config.max_pixel_bytes)
+        if expected_study is not None and parsed.study_uid != expected_study:
+            raise StudyMismatch(
+                f"(0020,000D) 'StudyInstanceUID' {parsed.study_uid} does not match the study {expected_study} "
+                f"of the request URL",
+                parsed.sop_class_uid,
+                parsed.sop_uid,
+            )
+        return parsed
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def frame(self, record: InstanceRecord, number: int) -> bytes:
+        """The stored bytes of frame ``number`` (1-based): a codestream, or native pixel bytes.
+
+        One positioned read spanning the frame's fragments. Raises NotFound past the last frame.
+        """
+        n_frames = record.number_of_frames
+        if record.frame_info is None:
+            raise NotFound(f"instance {record.sop_uid} has no pixel data")
+        if not 1 <= number <= n_frames:
+            raise NotFound(f"frame {number} of instance {record.sop_uid} does not exist: it has {n_frames} frames")
+        if record.frames is None:
+            return self._frame_by_parsing(record, number)
+        fragments = record.frames[number - 1]
+        if len(fragments) == 1:
+            return self.storage.read_range(record.blob_key, fragments[0].offset, fragments[0].length)
+        start = fragments[0].offset
+        span = self.storage.read_range(record.blob_key, start, fragments[-1].offset + fragments[-1].length - start)
+        view = memoryview(span)
+        return b"".join(view[f.offset - start : f.offset - start + f.length] for f in fragments)
+
+    def _frame_by_parsing(self, record: InstanceRecord, number: int) -> bytes:
+        # Deflated files and 1-bit frames have no byte offsets: parse the file (rare, never hot).
+        from archive.transcode import native_frame_from_file
+
+        return native_frame_from_file(self.storage.read_all(record.blob_key), record, number)
+
+    def read_file(self, record: InstanceRecord) -> bytes:
+        return self.storage.read_all(record.blob_key)
+
+    def iter_file(self, record: InstanceRecord, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        return self.storage.iter_chunks(record.blob_key, chunk_size)
+
+    # -- delete -----------------------------------------------------------------------------------
+
+    def delete(self, study: str, series: str | None = None, sop: str | None = None) -> int:
+        """Delete from the index, then the blobs; returns the number of instances removed."""
+        keys = self.index.delete(study, series, sop)
+        for key in keys:
+            if not self.index.blob_in_use(key):
+                self.storage.delete(key)
+        return len(keys)
+
+    def sweep_orphans(self) -> int:
+        """Remove blobs the index does not reference (left by a crash between write and index)."""
+        referenced = self.index.all_blob_keys()
+        removed = 0
+        for path in self.storage.objects.glob("*/*"):
+            if path.name not in referenced:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _failed(exc: IngestError, parsed: ParsedInstance | None = None, reason: int | None = None) -> StoreResult:
+    return StoreResult(
+        "failed",
+        parsed.sop_class_uid if parsed else exc.sop_class_uid,
+        parsed.sop_uid if parsed else exc.sop_instance_uid,
+        parsed.study_uid if parsed else "",
+        parsed.series_uid if parsed else "",
+        reason if reason is not None else exc.failure_reason,
+        str(exc),
+    )
+
+
+__all__ = ["Archive", "ArchiveConfig", "StoreResult", "InvalidInstance", "InstanceConflictError"]

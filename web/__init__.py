@@ -1,0 +1,1 @@
+"""The HTTP layer: DICOMweb routes, the viewer's static files, settings and the CLI."""

@@ -1,0 +1,117 @@
+"""``create_app(settings, archive, cache)``: the Starlette application and its shared resources.
+
+Owns the two bounded thread pools (CPU work sized to the cores; blocking I/O: index queries and file
+reads), so nothing blocking runs on the event loop or in Starlette's shared pool. Routes live in one
+module per DICOMweb transaction family. Must not hold domain logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from archive.service import Archive
+from web import errors, qido, stow, wado
+from web.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DICOMWEB_ROOT = "/dicomweb"
+
+
+class Runtime:
+    """What request handlers share: settings, the archive, the cache and the thread pools."""
+
+    def __init__(self, settings: Settings, archive: Archive, cache: Any = None) -> None:
+        self.settings = settings
+        self.archive = archive
+        self.cache = cache
+        cores = os.cpu_count() or 2
+        self.cpu_pool = ThreadPoolExecutor(settings.cpu_threads or cores, thread_name_prefix="tessera-cpu")
+        # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
+        self.io_pool = ThreadPoolExecutor(max(8, 4 * cores), thread_name_prefix="tessera-io")
+        self.ready = False
+
+    async def cpu(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, partial(fn, *args, **kwargs))
+
+    async def io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.io_pool, partial(fn, *args, **kwargs))
+
+    def shutdown(self) -> None:
+        self.cpu_pool.shutdown(wait=False, cancel_futures=True)
+        self.io_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def base_url(request: Request) -> str:
+    """The DICOMweb root as the client reached it, for RetrieveURL and BulkDataURI.
+
+    TESSERA_PUBLIC_URL wins when set (behind a reverse proxy). Otherwise the Host header; when it has
+    no port although the server listens on a non-default one (dicomweb-client sends such a Host),
+    the listening port is added so the URL still works.
+    """
+    public = runtime(request).settings.public_url
+    if public:
+        return public.rstrip("/") + DICOMWEB_ROOT
+    url = request.base_url
+    server = request.scope.get("server")
+    if url.port is None and server and server[1] not in (80, 443) and "x-forwarded-host" not in request.headers:
+        url = url.replace(port=server[1])
+    return str(url).rstrip("/") + DICOMWEB_ROOT
+
+
+async def healthz(request: Request) -> Response:
+    rt = runtime(request)
+    if not rt.ready:
+        return PlainTextResponse("starting", status_code=503)
+    return PlainTextResponse("ok")
+
+
+def create_app(settings: Settings, archive: Archive, cache: Any = None) -> Starlette:
+    rt = Runtime(settings, archive, cache)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        rt.ready = True
+        log.info("tessera ready: archive at %s", settings.data)
+        try:
+            yield
+        finally:
+            rt.shutdown()
+
+    dicomweb_routes = [*stow.routes(), *qido.routes(), *wado.routes()]
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Mount(DICOMWEB_ROOT, routes=dicomweb_routes),
+        ],
+        exception_handlers=errors.exception_handlers(),  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory`` worker processes: settings from TESSERA_* variables."""
+    from web.cli import build_archive, configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings, build_archive(settings))
