@@ -1,0 +1,1 @@
+"""Benchmark harnesses: Tessera against peer servers, on loopback only."""
