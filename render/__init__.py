@@ -1,0 +1,1 @@
+"""Pure pixel pipeline: frame description, codecs, numba kernels and encoders. No I/O, no HTTP."""
