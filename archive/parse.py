@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
@@ -128,9 +128,6 @@ def parse_instance(data: bytes, *, max_pixel_bytes: int) -> ParsedInstance:
         frames = None
         if raw_pixels is not None:
             frame_info = _frame_info(ds, ts, max_pixel_bytes)
-            if ts == EXPLICIT_BE and frame_info.bits_allocated == 8 and raw_pixels.VR == "OW":
-                # 8-bit samples in big-endian OW words are byte-swapped pairwise (PS3.5 8.1.1).
-                frame_info = replace(frame_info, extras={**frame_info.extras, "ow_8bit_swapped": True})
             frames = _frame_table(data, raw_pixels, frame_info, _extended_offsets(ds))
         attributes = _index_attributes(ds)
         metadata = _metadata_json(ds, study_uid, series_uid, sop_uid)
@@ -188,13 +185,6 @@ def _frame_info(ds: Dataset, ts: str, max_pixel_bytes: int) -> FrameInfo:
     return info
 
 
-def native_frame_length(info: FrameInfo) -> int:
-    """Bytes of one native frame as stored (YBR_FULL_422 holds two samples per pixel, PS3.3 C.7.6.3.1.2)."""
-    if info.photometric_interpretation == "YBR_FULL_422" and info.samples_per_pixel == 3:
-        return info.rows * info.columns * 2 * (info.bits_allocated // 8)
-    return info.frame_length
-
-
 def _frame_table(
     data: bytes, raw: RawDataElement, info: FrameInfo, extended: list[int] | None
 ) -> tuple[tuple[Fragment, ...], ...] | None:
@@ -206,7 +196,7 @@ def _frame_table(
             raise InvalidInstance("(7FE0,0010) 'PixelData' is encapsulated but the transfer syntax is native")
         if info.bits_allocated == 1:
             return None  # frames need not start on a byte boundary: extracted by parsing instead
-        length = native_frame_length(info)
+        length = info.frame_length
         needed = length * info.number_of_frames
         available = min(raw.length, len(data) - start)
         if available < needed:

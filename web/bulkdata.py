@@ -22,7 +22,7 @@ from archive.index import InstanceRecord
 from archive.parse import NATIVE_SYNTAXES
 from web.common import parse_accept, path_uid
 from web.errors import BadRequest, NotAcceptableRequest
-from web.multipart import new_boundary, stream_parts
+from web.multipart import new_boundary, start_parts
 
 _PATH_RE = re.compile(r"^[0-9A-Fa-f]{8}(/\d+/[0-9A-Fa-f]{8})*$")
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -107,7 +107,7 @@ async def retrieve_bulkdata(request: Request) -> Response:
         yield OCTET, list(headers.items()), value
 
     return StreamingResponse(
-        stream_parts(boundary, one()),
+        await start_parts(boundary, one()),
         status_code=status,
         media_type=f'multipart/related; type="{OCTET}"; boundary={boundary}',
     )
@@ -125,7 +125,7 @@ async def _encapsulated_pixels(rt: Any, record: InstanceRecord) -> Response:
             yield content_type, [], await rt.io(rt.archive.frame, record, n)
 
     return StreamingResponse(
-        stream_parts(boundary, parts()),
+        await start_parts(boundary, parts()),
         media_type=f'multipart/related; type="{media_type_of(ts)}"; boundary={boundary}',
     )
 

@@ -131,6 +131,25 @@ def closing(boundary: str) -> bytes:
     return f"\r\n--{boundary}--\r\n".encode("latin-1")
 
 
+async def start_parts(
+    boundary: str, parts: AsyncIterator[tuple[str, list[tuple[str, str]], AsyncIterator[bytes] | bytes]]
+) -> AsyncIterator[bytes]:
+    """Like ``stream_parts`` but the first part is produced before this returns, so an error in it
+    (a 404, 406 or decode failure) still becomes a proper status instead of a broken stream."""
+    try:
+        first = await anext(parts)
+    except StopAsyncIteration:
+        first = None
+
+    async def replay() -> AsyncIterator[tuple[str, list[tuple[str, str]], AsyncIterator[bytes] | bytes]]:
+        if first is not None:
+            yield first
+            async for item in parts:
+                yield item
+
+    return stream_parts(boundary, replay())
+
+
 async def stream_parts(
     boundary: str, parts: AsyncIterator[tuple[str, list[tuple[str, str]], AsyncIterator[bytes] | bytes]]
 ) -> AsyncIterator[bytes]:

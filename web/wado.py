@@ -17,11 +17,11 @@ from starlette.routing import Route
 
 from archive.index import InstanceRecord
 from archive.parse import BULK_URI_PREFIX, ENCAPSULATED_SYNTAXES, EXPLICIT_LE, NATIVE_SYNTAXES
-from archive.transcode import frame_to_native, to_explicit_le
+from archive.transcode import check_convertible, frame_to_native, to_explicit_le
 from web import bulkdata
 from web.common import MediaRange, dicom_json_response, optional_uid, parse_accept, path_uid, require_json_accept
 from web.errors import BadRequest, NotAcceptableRequest
-from web.multipart import new_boundary, stream_parts
+from web.multipart import new_boundary, start_parts
 
 CHUNK = 1 << 20
 MAX_FRAMES_PER_REQUEST = 10000
@@ -94,6 +94,10 @@ async def retrieve_instances(request: Request) -> Response:
     else:
         records = await rt.io(rt.archive.index.instances, study, series)
     target, multipart = _instances_target(ranges, {r.transfer_syntax_uid for r in records}, sop is not None)
+    if target != "*":
+        for record in records:
+            if record.transfer_syntax_uid != target:
+                check_convertible(record)  # a 406 now, not a broken stream later
     if not multipart:
         record = records[0]
         ts = record.transfer_syntax_uid if target == "*" else target
@@ -111,7 +115,7 @@ async def retrieve_instances(request: Request) -> Response:
                 yield content_type, [], await _instance_bytes(rt, record, ts)
 
     return StreamingResponse(
-        stream_parts(boundary, parts()),
+        await start_parts(boundary, parts()),
         media_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
     )
 
@@ -120,7 +124,7 @@ async def _instance_bytes(rt: Any, record: InstanceRecord, target: str) -> bytes
     data = await rt.io(rt.archive.read_file, record)
     if target in ("*", record.transfer_syntax_uid):
         return data
-    return await rt.cpu(to_explicit_le, data, record.transfer_syntax_uid)
+    return await rt.cpu(to_explicit_le, data, record, lambda n: rt.archive.frame(record, n))
 
 
 async def _file_chunks(rt: Any, record: InstanceRecord) -> AsyncIterator[bytes]:
@@ -219,7 +223,7 @@ async def retrieve_frames(request: Request) -> Response:
     async def frame_bytes(n: int) -> bytes:
         data = await rt.io(rt.archive.frame, record, n)
         if mode == "native":
-            data = await rt.cpu(frame_to_native, data, record)
+            data, _photometric = await rt.cpu(frame_to_native, data, record)
         return data
 
     if not multipart:
@@ -232,7 +236,7 @@ async def retrieve_frames(request: Request) -> Response:
 
     part_type = content_type.split(";")[0]
     return StreamingResponse(
-        stream_parts(boundary, parts()),
+        await start_parts(boundary, parts()),
         media_type=f'multipart/related; type="{part_type}"; boundary={boundary}',
     )
 

@@ -13,6 +13,7 @@ import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
+from pydicom.pixels import pixel_array
 
 from tests.conftest import BROKEN, CorpusFile, Server, corpus, start_server, stop_server
 from tests.dicomweb_helpers import failure_reasons, split_multipart, stow
@@ -259,3 +260,48 @@ def test_series_retrieve_streams_every_instance(loaded: Server) -> None:
     assert sorted(p[1] for p in parts) == sorted(f.path.read_bytes() for f in series_files)
     read = [pydicom.dcmread(BytesIO(p[1])).SOPInstanceUID for p in parts]
     assert len(set(read)) == len(series_files)
+
+
+LOSSLESS_COMPRESSED = [
+    f
+    for f in PIXEL_FILES
+    if f.row["transfer_syntax"]
+    in ("1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.90")
+]
+
+
+@pytest.mark.parametrize("f", LOSSLESS_COMPRESSED, ids=lambda f: f.name)
+def test_compressed_frames_decode_to_pydicom_pixels(client: DICOMwebClient, f: CorpusFile) -> None:
+    study, series, sop = _ids(f)
+    ds = pydicom.dcmread(f.path)
+    # raw: YBR stays YBR as in the codestream (RLE); J2K with a colour transform comes back RGB from
+    # every decoder, pydicom's included.
+    pixels = pixel_array(ds, raw=True)
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = client.retrieve_instance_frames(
+        study, series, sop, list(range(1, n + 1)), media_types=(("application/octet-stream", "1.2.840.10008.1.2.1"),)
+    )
+    mask = (1 << ds.BitsStored) - 1
+    for i, frame in enumerate(frames):
+        expected = (pixels[i] if n > 1 else pixels).astype(np.int64) & mask
+        dtype = np.dtype(f"<{'i' if ds.PixelRepresentation else 'u'}{ds.BitsAllocated // 8}")
+        got = np.frombuffer(frame, dtype=dtype)[: expected.size].reshape(expected.shape).astype(np.int64) & mask
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [f for f in LOSSLESS_COMPRESSED if f.row["transfer_syntax"] != "1.2.840.10008.1.2.4.90"][:3]
+    + [f for f in UNIQUE if f.name.endswith("MR_small_bigendian.dcm")],
+    ids=lambda f: f.name,
+)
+def test_default_retrieve_is_explicit_le_with_same_pixels(client: DICOMwebClient, f: CorpusFile) -> None:
+    study, series, sop = _ids(f)
+    original = pydicom.dcmread(f.path)
+    got = client.retrieve_instance(
+        study, series, sop, media_types=(("application/dicom", "1.2.840.10008.1.2.1"),)
+    )
+    assert got.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert got.SOPInstanceUID == original.SOPInstanceUID
+    np.testing.assert_array_equal(got.pixel_array, original.pixel_array)
