@@ -8,6 +8,7 @@ goes only after the index has forgotten it. Must not know HTTP.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,10 +95,19 @@ class Archive:
                 for i, parsed, _key, _data in accepted:
                     results[i] = _failed(IngestError(f"storage failure: {exc.strerror}"), parsed, 0xA700)
                 return [r for r in results if r is not None]
-        outcomes = self.index.add_many(
-            [(parsed, key, len(data)) for _i, parsed, key, data in accepted], overwrite=self.config.overwrite
-        )
         written = {key for key, _ in to_write}
+        try:
+            outcomes = self.index.add_many(
+                [(parsed, key, len(data)) for _i, parsed, key, data in accepted], overwrite=self.config.overwrite
+            )
+        except (OSError, sqlite3.Error) as exc:
+            # The index refused the whole batch: drop the blobs written for it, nothing is half-stored.
+            log.exception("indexing %d instances failed", len(accepted))
+            for key in written:
+                self.storage.delete(key)
+            for i, parsed, _key, _data in accepted:
+                results[i] = _failed(IngestError(f"processing failure: {exc}"), parsed, 0x0110)
+            return [r for r in results if r is not None]
         for (i, parsed, key, _data), outcome in zip(accepted, outcomes):
             if isinstance(outcome, ArchiveError):
                 if key in written and not self.index.blob_in_use(key):
