@@ -8,6 +8,8 @@ find their bytes. ``Index`` is the protocol the rest of the code uses, so Postgr
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import struct
 import threading
@@ -158,6 +160,8 @@ class SQLiteIndex:
         self.path = Path(path)
         self.durable = durable
         self._local = threading.local()
+        self._thread_lock = threading.Lock()
+        self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._conn().executescript(_SCHEMA)  # executescript commits by itself: outside _connect
         with self._connect() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -186,14 +190,21 @@ class SQLiteIndex:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction. Writers of all processes queue on an flock first: SQLite's own busy
+        handler sleeps 1, 2, 5, 10... ms between retries, which idles worker processes that collide."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._thread_lock:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

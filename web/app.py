@@ -23,7 +23,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from archive.service import Archive
-from web import errors, qido, stow, wado
+from render import kernels
+from web import errors, qido, rendered, stow, wado
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,9 @@ def create_app(settings: Settings, archive: Archive, cache: Any = None) -> Starl
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Compile (or load from numba's cache) every kernel before /healthz says ready, in the CPU
+        # pool, so no request pays for compilation and the loop stays free meanwhile.
+        await rt.cpu(kernels.warm_up)
         rt.ready = True
         log.info("tessera ready: archive at %s", settings.data)
         # Start-up objects (pydicom dictionaries, compiled kernels) never die: keeping them out of the
@@ -100,7 +104,7 @@ def create_app(settings: Settings, archive: Archive, cache: Any = None) -> Starl
         finally:
             rt.shutdown()
 
-    dicomweb_routes = [*stow.routes(), *qido.routes(), *wado.routes()]
+    dicomweb_routes = [*stow.routes(), *qido.routes(), *wado.routes(), *rendered.routes()]
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),

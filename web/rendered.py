@@ -1,0 +1,438 @@
+"""Rendered resources (PS3.18 8.3.5, 10.4.1.1.3) and thumbnails (PS3.18 8.3.5 / Supplement 203) at
+study, series, instance and frame level.
+
+Responsible for the HTTP edge of rendering: query parameters parsed once into a frozen
+``RenderParams`` (``render.params``), media type negotiation (``accept`` query parameter, then the
+Accept header), strong validators (ETag from the stored blob's key, frame number, canonical parameters
+and media type, so a 304 costs one index lookup and no read or decode), and the placement of work: one
+positioned read in the I/O pool, decode + kernel + encode in one call in the CPU pool.
+``rendered_image`` is the one place a rendered frame is produced; the cache plugs in there.
+
+Must not decode, window or encode pixels itself (``render.pipeline`` does), parse a Dataset, or read
+whole files: the index record's FrameInfo and frame table are all the per-frame path needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from archive.errors import NotFound
+from archive.index import InstanceRecord
+from render.codecs.registry import candidates
+from render.params import MEDIA_JPEG, MEDIA_PNG, RenderParams, Viewport, parse_render_params
+from render.pipeline import render_frame
+from web.common import path_uid
+from web.errors import BadRequest, NotAcceptableRequest
+from web.multipart import parse_media_type, stream_parts
+from web.wado import parse_frame_list
+
+if TYPE_CHECKING:
+    from web.app import Runtime
+
+#: Bump when the pipeline's output for the same stored bytes and parameters changes, so every ETag
+#: (and later every cache key) built from it changes too.
+RENDER_VERSION = "1"
+#: A single instance's or frame's rendering changes only when its stored bytes do, and then its blob
+#: key (part of the ETag) changes: a year, no revalidation.
+IMMUTABLE = "private, max-age=31536000, immutable"
+#: Study and series resources gain instances, so their representation under one URL changes:
+#: always revalidate (the 304 is cheap).
+REVALIDATE = "private, no-cache"
+#: Sup 203: a thumbnail fits this box unless ``viewport`` says otherwise; it is never enlarged.
+THUMBNAIL_BOX = 128
+
+_PARAMETERS = ("window", "viewport", "quality", "annotation", "iccprofile", "accept")
+_ICC_ACCEPTED = ("no",)
+
+
+# --- request parsing ----------------------------------------------------------------------------
+
+
+def _media_ranges(text: str) -> list[tuple[str, str]]:
+    """Accept text as (media type, multipart part type) by preference (q, then order)."""
+    items: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    items.append("".join(current))
+    ranked = []
+    for position, item in enumerate(items):
+        media, params = parse_media_type(item)
+        if not media:
+            continue
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            raise BadRequest(f"accept: q value in {item.strip()!r} is not a number") from None
+        if q > 0:
+            ranked.append((-q, position, media, params.get("type", "").strip().lower()))
+    ranked.sort()
+    return [(media, part) for _q, _p, media, part in ranked]
+
+
+def negotiate_media_type(accept: str) -> str:
+    """image/jpeg or image/png for an Accept value (PS3.18 8.3.5.1, 8.7.4); multipart ranges count
+    by their ``type``. Raises NotAcceptableRequest when neither is acceptable."""
+    for media, part in _media_ranges(accept or "*/*"):
+        if media in ("multipart/related", "multipart/*"):
+            media = part or "*/*"
+        if media in (MEDIA_JPEG, MEDIA_PNG):
+            return media
+        if media in ("*/*", "image/*"):
+            return MEDIA_JPEG
+    raise NotAcceptableRequest(
+        f"accept: {accept[:120]!r} cannot be satisfied: rendered resources are available as "
+        f"{MEDIA_JPEG} (default) or {MEDIA_PNG}"
+    )
+
+
+def parse_request(request: Request) -> RenderParams:
+    """The rendered-resource query (PS3.18 8.3.5.1) as RenderParams, and the negotiated media type.
+
+    ``annotation`` is refused (nothing is burned in); ``iccprofile`` accepts only ``no``. An unknown
+    or repeated parameter is a 400 naming it. Raises BadRequest, InvalidRenderParameter,
+    NotAcceptableRequest.
+    """
+    query = request.query_params
+    for key in query:
+        if key not in _PARAMETERS:
+            raise BadRequest(f"query parameter {key[:40]!r} is not supported here; allowed: {', '.join(_PARAMETERS)}")
+        if len(query.getlist(key)) > 1:
+            raise BadRequest(f"{key}: given {len(query.getlist(key))} times, at most once allowed")
+    annotation = query.get("annotation")
+    if annotation:
+        raise BadRequest(
+            f"annotation: {annotation[:80]!r} is not supported: Tessera burns no annotations into "
+            "rendered images (omit the parameter)"
+        )
+    icc = query.get("iccprofile")
+    if icc and icc.strip().lower() not in _ICC_ACCEPTED:
+        raise BadRequest(f"iccprofile: {icc[:40]!r} is not supported: only 'no' (no ICC profile embedded)")
+    accept = query.get("accept") or request.headers.get("accept", "")
+    media = negotiate_media_type(accept)
+    return parse_render_params(query.get("window"), query.get("viewport"), query.get("quality"), media)
+
+
+# --- validators ---------------------------------------------------------------------------------
+
+
+def _canonical(params: RenderParams) -> str:
+    w, v = params.window, params.viewport
+    window = f"{w.center!r},{w.width!r},{w.function}" if w else "-"
+    viewport = f"{v.vw},{v.vh},{v.sx},{v.sy},{v.sw},{v.sh}" if v else "-"
+    quality = str(params.quality) if params.media_type == MEDIA_JPEG else "-"  # PNG is lossless
+    return f"{window}|{viewport}|{quality}|{params.media_type}"
+
+
+def etag_of(items: Iterable[tuple[InstanceRecord, int]], params: RenderParams) -> str:
+    """Strong ETag of the rendering of these (instance, frame) pairs with these parameters.
+
+    The blob key changes whenever an instance's stored bytes change (including its default window),
+    so the tag changes exactly when the image can.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{RENDER_VERSION}|{_canonical(params)}".encode())
+    for record, frame in items:
+        h.update(f"|{record.blob_key}:{frame}".encode())
+    return '"' + h.hexdigest() + '"'
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    """RFC 9110 13.1.2: If-None-Match uses weak comparison; ``*`` matches any current representation."""
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+# --- the rendering seam -------------------------------------------------------------------------
+
+
+async def rendered_image(rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams) -> tuple[bytes, str]:
+    """Frame ``frame`` (1-based) of ``record`` rendered: (image bytes, media type), PS3.18 8.3.5.
+
+    One positioned read in the I/O pool, then decode + kernel + encode as one CPU-pool call. The
+    cache plugs in here, keyed like ``etag_of([(record, frame)], params)``. Raises NotFound,
+    InvalidRenderParameter, UnsupportedTransferSyntax, DecodeError.
+    """
+    data = await rt.io(rt.archive.frame, record, frame)
+    assert record.frame_info is not None  # callers check before computing validators
+    return await rt.cpu(render_frame, data, record.frame_info, frame - 1, params)
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _renderable(record: InstanceRecord) -> bool:
+    return record.frame_info is not None and record.number_of_frames > 0
+
+
+def _require_image(record: InstanceRecord) -> None:
+    if not _renderable(record):
+        raise BadRequest(f"instance {record.sop_uid} has no pixel data: it cannot be rendered")
+    candidates(record.transfer_syntax_uid)  # UnsupportedTransferSyntax (406) before any read
+
+
+def _check_frames(record: InstanceRecord, numbers: list[int]) -> None:
+    last = record.number_of_frames
+    beyond = [n for n in numbers if n > last]
+    if beyond:
+        raise NotFound(f"frame {beyond[0]} of instance {record.sop_uid} does not exist: it has {last} frames")
+
+
+def _headers(etag: str, cache_control: str, started: float) -> dict[str, str]:
+    # Server-Timing: time inside the handler (lookup, read, render, encode), for benchmarks and
+    # browser dev tools; it discloses nothing about the data.
+    return {
+        "ETag": etag,
+        "Cache-Control": cache_control,
+        "Vary": "Accept",
+        "Server-Timing": f"app;dur={(time.perf_counter() - started) * 1000:.3f}",
+    }
+
+
+async def _single(
+    request: Request, rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams, cache_control: str,
+    started: float,
+) -> Response:
+    etag = etag_of([(record, frame)], params)
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers=_headers(etag, cache_control, started))
+    body, media_type = await rendered_image(rt, record, frame, params)
+    return Response(body, media_type=media_type, headers=_headers(etag, cache_control, started))
+
+
+async def _multipart(
+    request: Request,
+    rt: Runtime,
+    items: list[tuple[InstanceRecord, int]],
+    params: RenderParams,
+    cache_control: str,
+    started: float,
+) -> Response:
+    """multipart/related of the renderings of ``items``, each part with its Content-Location.
+
+    Renders up to one frame per CPU thread ahead of the one being sent, in order. The boundary is
+    derived from the ETag so equal representations are equal bytes (a strong validator).
+    """
+    etag = etag_of(items, params)
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers=_headers(etag, cache_control, started))
+    from web.app import base_url
+
+    root = base_url(request)
+    query = f"?{request.url.query}" if request.url.query else ""
+    ahead = rt.settings.cpu_threads or os.cpu_count() or 2
+    todo = iter(items)
+    pending: deque[tuple[InstanceRecord, int, asyncio.Future[tuple[bytes, str]]]] = deque()
+
+    def fill() -> None:
+        while len(pending) < ahead:
+            item = next(todo, None)
+            if item is None:
+                return
+            pending.append((item[0], item[1], asyncio.ensure_future(rendered_image(rt, item[0], item[1], params))))
+
+    def cancel_pending() -> None:
+        for _record, _frame, task in pending:
+            task.cancel()
+            task.add_done_callback(_retrieve)  # a render that failed meanwhile is not "never retrieved"
+        pending.clear()
+
+    fill()
+    try:
+        # The first part is ready before the response starts, so its errors still get a status.
+        await pending[0][2]
+    except BaseException:
+        cancel_pending()
+        raise
+
+    async def parts() -> AsyncIterator[tuple[str, list[tuple[str, str]], Any]]:
+        try:
+            while pending:
+                record, frame, task = pending.popleft()
+                fill()
+                body, media_type = await task
+                location = (
+                    f"{root}/studies/{record.study_uid}/series/{record.series_uid}/instances/{record.sop_uid}"
+                    f"/frames/{frame}/rendered{query}"
+                )
+                yield media_type, [("Content-Location", location)], body
+        finally:
+            cancel_pending()
+
+    boundary = "tessera-" + etag.strip('"')
+    return StreamingResponse(
+        stream_parts(boundary, parts()),
+        media_type=f'multipart/related; type="{params.media_type}"; boundary={boundary}',
+        headers=_headers(etag, cache_control, started),
+    )
+
+
+# --- rendered -----------------------------------------------------------------------------------
+
+
+async def instance_rendered(request: Request) -> Response:
+    """GET .../instances/{i}/rendered: frame 1 (PS3.18 10.4.1.1.3)."""
+    from web.app import runtime
+
+    started = time.perf_counter()
+    rt = runtime(request)
+    study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+    params = parse_request(request)
+    record = await rt.io(rt.archive.index.instance, study, series, sop)
+    _require_image(record)
+    return await _single(request, rt, record, 1, params, IMMUTABLE, started)
+
+
+async def frames_rendered(request: Request) -> Response:
+    """GET .../frames/{list}/rendered: one image, or multipart/related for several frames."""
+    from web.app import runtime
+
+    started = time.perf_counter()
+    rt = runtime(request)
+    study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+    numbers = parse_frame_list(request.path_params["frames"])
+    params = parse_request(request)
+    record = await rt.io(rt.archive.index.instance, study, series, sop)
+    _require_image(record)
+    _check_frames(record, numbers)
+    if len(numbers) == 1:
+        return await _single(request, rt, record, numbers[0], params, IMMUTABLE, started)
+    return await _multipart(request, rt, [(record, n) for n in numbers], params, IMMUTABLE, started)
+
+
+async def _images_in(rt: Runtime, study: str, series: str | None) -> list[InstanceRecord]:
+    records = [r for r in await rt.io(rt.archive.index.instances, study, series) if _renderable(r)]
+    if not records:
+        scope = f"series {series}" if series else f"study {study}"
+        raise NotFound(f"{scope} has no instances with pixel data to render")
+    for ts in {r.transfer_syntax_uid for r in records}:
+        candidates(ts)  # one unsupported syntax is a 406 before the stream starts
+    return records
+
+
+async def collection_rendered(request: Request) -> Response:
+    """GET /studies/{s}[/series/{r}]/rendered: multipart/related of each instance's first frame, in
+    series and instance order; instances without pixel data are left out."""
+    from web.app import runtime
+
+    started = time.perf_counter()
+    rt = runtime(request)
+    study = path_uid(request, "study")
+    series = path_uid(request, "series") if "series" in request.path_params else None
+    params = parse_request(request)
+    records = await _images_in(rt, study, series)
+    return await _multipart(request, rt, [(r, 1) for r in records], params, REVALIDATE, started)
+
+
+# --- thumbnails ---------------------------------------------------------------------------------
+
+
+def _thumbnail_params(params: RenderParams, record: InstanceRecord) -> RenderParams:
+    """The request's parameters, with the default box when no viewport was given."""
+    info = record.frame_info
+    if params.viewport is not None or info is None:
+        return params
+    if info.rows <= THUMBNAIL_BOX and info.columns <= THUMBNAIL_BOX:
+        return params  # already small: native size, not enlarged
+    return replace(params, viewport=Viewport(THUMBNAIL_BOX, THUMBNAIL_BOX))
+
+
+def _middle_frame(record: InstanceRecord) -> int:
+    return (record.number_of_frames + 1) // 2
+
+
+async def _thumbnail(
+    request: Request, rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams, cache_control: str,
+    started: float,
+) -> Response:
+    return await _single(request, rt, record, frame, _thumbnail_params(params, record), cache_control, started)
+
+
+async def instance_thumbnail(request: Request) -> Response:
+    """GET .../instances/{i}/thumbnail: the middle frame (frame 1 of a single-frame instance)."""
+    from web.app import runtime
+
+    started = time.perf_counter()
+    rt = runtime(request)
+    study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+    params = parse_request(request)
+    record = await rt.io(rt.archive.index.instance, study, series, sop)
+    _require_image(record)
+    return await _thumbnail(request, rt, record, _middle_frame(record), params, IMMUTABLE, started)
+
+
+async def frame_thumbnail(request: Request) -> Response:
+    """GET .../frames/{n}/thumbnail: that frame; a thumbnail is one image, so one frame number."""
+    from web.app import runtime
+
+    started = time.perf_counter()
+    rt = runtime(request)
+    study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+    numbers = parse_frame_list(request.path_params["frames"])
+    if len(numbers) != 1:
+        raise BadRequest(f"frame list {request.path_params['frames'][:80]!r}: a thumbnail is one image, give one frame")
+    params = parse_request(request)
+    record = await rt.io(rt.archive.index.instance, study, series, sop)
+    _require_image(record)
+    _check_frames(record, numbers)
+    return await _thumbnail(request, rt, record, numbers[0], params, IMMUTABLE, started)
+
+
+async def collection_thumbnail(request: Request) -> Response:
+    """GET /studies/{s}[/series/{r}]/thumbnail: the series' middle instance (by instance order), its
+    middle frame; for a study, the first series' representative."""
+    from web.app import runtime
+
+    started = time.perf_counter()
+    rt = runtime(request)
+    study = path_uid(request, "study")
+    series = path_uid(request, "series") if "series" in request.path_params else None
+    params = parse_request(request)
+    records = await _images_in(rt, study, series)
+    first_series = records[0].series_uid
+    members = [r for r in records if r.series_uid == first_series]
+    record = members[(len(members) - 1) // 2]
+    return await _thumbnail(request, rt, record, _middle_frame(record), params, REVALIDATE, started)
+
+
+def routes() -> list[Route]:
+    inst = "/studies/{study}/series/{series}/instances/{instance}"
+    return [
+        Route("/studies/{study}/rendered", collection_rendered, methods=["GET"]),
+        Route("/studies/{study}/thumbnail", collection_thumbnail, methods=["GET"]),
+        Route("/studies/{study}/series/{series}/rendered", collection_rendered, methods=["GET"]),
+        Route("/studies/{study}/series/{series}/thumbnail", collection_thumbnail, methods=["GET"]),
+        Route(inst + "/rendered", instance_rendered, methods=["GET"]),
+        Route(inst + "/thumbnail", instance_thumbnail, methods=["GET"]),
+        Route(inst + "/frames/{frames}/rendered", frames_rendered, methods=["GET"]),
+        Route(inst + "/frames/{frames}/thumbnail", frame_thumbnail, methods=["GET"]),
+    ]
