@@ -33,7 +33,6 @@ _BULK_BYTES = (BULK_THRESHOLD // 4) * 3
 _PIXEL_DATA = 0x7FE00010
 # Plain ints: BaseTag compares in Python, which showed up as the top cost per element.
 _LUT_DESCRIPTORS = frozenset(int(t) for t in _LUT_DESCRIPTOR_TAGS)
-_UNDEFINED = 0xFFFFFFFF
 
 # pydicom's Python codec names (from SpecificCharacterSet) whose text can be decoded as a whole and
 # split on backslash afterwards; multi-byte and ISO 2022 sets need pydicom's per-fragment decoding.
@@ -54,9 +53,9 @@ def dataset_json(ds: Dataset, uri_prefix: str, path: str = "") -> dict[str, Any]
 
     Pixel Data (7FE0,0010) is always a BulkDataURI ``uri_prefix + path + "7FE00010"``; other binary
     values longer than BULK_THRESHOLD allows inline get ``uri_prefix + path + tag``; items of a
-    sequence use the path ``f"{path}{tag}/{index}/"``. Raises whatever pydicom raises converting an
-    element it cannot read (e.g. TypeError for a fractional IS), exactly as the pydicom-only
-    conversion did.
+    sequence use the path ``f"{path}{tag}/{index}/"``. Raises whatever pydicom raises for an element
+    it cannot convert (e.g. IndexError for an empty name inside a multi-valued PN), exactly as the
+    pydicom-only conversion did.
     """
     return _dataset(ds, uri_prefix, path, _fast_path_allowed())
 
@@ -169,9 +168,14 @@ def _ae(value: bytes, little: bool, codec: str | None, vr: str) -> list[Any] | N
 
 
 def _string(value: bytes, little: bool, codec: str | None, vr: str) -> list[Any] | None:
-    # convert_string / convert_UI / convert_*_string without datetime conversion: strip trailing
+    # convert_string / convert_*_string without datetime conversion: strip trailing
     # padding of the whole value, then split.
     return _single_or_empty(value.decode(_LATIN).rstrip(" \x00").split("\\"))
+
+
+def _ui(value: bytes, little: bool, codec: str | None, vr: str) -> list[Any] | None:
+    # convert_UI, and pydicom's UID class strips every component of all surrounding whitespace.
+    return _single_or_empty([s.strip() for s in value.decode(_LATIN).rstrip(" \x00").split("\\")])
 
 
 def _ur(value: bytes, little: bool, codec: str | None, vr: str) -> list[Any] | None:
@@ -265,7 +269,8 @@ def _at(value: bytes, little: bool, codec: str | None, vr: str) -> list[Any] | N
 
 _CONVERTERS = {
     "AE": _ae,
-    **dict.fromkeys(("AS", "CS", "DA", "DT", "TM", "UI"), _string),
+    **dict.fromkeys(("AS", "CS", "DA", "DT", "TM"), _string),
+    "UI": _ui,
     "UR": _ur,
     **dict.fromkeys(("SH", "LO", "UC"), _text),
     **dict.fromkeys(("ST", "LT", "UT"), _single_text),

@@ -127,6 +127,11 @@ class Index(Protocol):
 
     def search(self, query: Query) -> list[dict[str, Any]]: ...
     def delete(self, study: str, series: str | None = None, sop: str | None = None) -> list[str]: ...
+    def generation(self) -> int:
+        """A number that changes with every committed store or delete (for caching query answers)."""
+        row = self._conn().execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0
+
     def blob_in_use(self, key: str) -> bool: ...
 
 
@@ -239,6 +244,8 @@ class SQLiteIndex:
                 results.append(outcome)
             for study_pk in touched_studies:
                 _refresh_study_counts(conn, study_pk)
+            if touched_studies:
+                _bump_generation(conn)
         return results
 
     def add(self, parsed: ParsedInstance, blob_key: str, size: int, *, overwrite: bool) -> StoreOutcome:
@@ -362,6 +369,7 @@ class SQLiteIndex:
             keys = self._delete_instances(conn, where, params)
             if not keys:
                 raise NotFound(_scope_text(study, series, sop) + " not found")
+            _bump_generation(conn)
         return keys
 
     def _delete_instances(self, conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[str]:
@@ -386,6 +394,11 @@ class SQLiteIndex:
         return [r[1] for r in rows]
 
     # -- reads ------------------------------------------------------------------------------------
+
+    def generation(self) -> int:
+        """A number that changes with every committed store or delete (for caching query answers)."""
+        row = self._conn().execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0
 
     def blob_in_use(self, key: str) -> bool:
         return self._conn().execute("SELECT 1 FROM instances WHERE blob_key=?", (key,)).fetchone() is not None
@@ -496,6 +509,13 @@ def _upsert(
         f"INSERT INTO {table} ({','.join(columns)}) VALUES ({placeholders})", (*values, *fields.values())
     )
     return int(cur.lastrowid or 0)
+
+
+def _bump_generation(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('generation', '1') "
+        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
 
 
 def _refresh_study_counts(conn: sqlite3.Connection, study_pk: int) -> None:

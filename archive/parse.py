@@ -9,6 +9,7 @@ caller decides whether and where the bytes are stored.
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from io import BytesIO
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from archive.dicomjson import dataset_json
 from archive.errors import InstanceTooLarge, InvalidInstance, UnsupportedSyntax
 from render.errors import InvalidPixelModule
 from render.frameinfo import FrameInfo
@@ -29,7 +32,6 @@ from render.frameinfo import FrameInfo
 # with text inside a value.
 BASE_PLACEHOLDER = "{+base}"
 BULK_URI_PREFIX = '"BulkDataURI":"' + BASE_PLACEHOLDER
-BULK_THRESHOLD = 1024
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -129,14 +131,15 @@ def parse_instance(data: bytes, *, max_pixel_bytes: int) -> ParsedInstance:
         if raw_pixels is not None:
             frame_info = _frame_info(ds, ts, max_pixel_bytes)
             frames = _frame_table(data, raw_pixels, frame_info, _extended_offsets(ds))
-        attributes = _index_attributes(ds)
-        metadata = _metadata_json(ds, study_uid, series_uid, sop_uid)
+        meta = _metadata(ds, study_uid, series_uid, sop_uid)
+        attributes = _index_attributes(meta)
+        metadata = _dumps(meta)
     except InvalidPixelModule as exc:
         raise InvalidInstance(str(exc), sop_class, sop_uid) from None
     except (InvalidInstance, InstanceTooLarge, UnsupportedSyntax) as exc:
         exc.sop_class_uid, exc.sop_instance_uid = sop_class, sop_uid
         raise
-    except (EOFError, ValueError, TypeError, KeyError, struct.error, OverflowError) as exc:
+    except (EOFError, ValueError, TypeError, KeyError, IndexError, struct.error, OverflowError) as exc:
         raise InvalidInstance(f"malformed DICOM data: {exc}", sop_class, sop_uid) from None
     return ParsedInstance(
         study_uid=study_uid,
@@ -321,52 +324,60 @@ _STRING_ATTRS = (
 _INT_ATTRS = ("SeriesNumber", "InstanceNumber", "Rows", "Columns", "BitsAllocated", "NumberOfFrames")
 
 
-def _index_attributes(ds: Dataset) -> dict[str, Any]:
+_STRING_TAGS = tuple((kw, f"{tag_for_keyword(kw):08X}") for kw in _STRING_ATTRS)
+_INT_TAGS = tuple((kw, f"{tag_for_keyword(kw):08X}") for kw in _INT_ATTRS)
+
+
+def _index_attributes(meta: dict[str, Any]) -> dict[str, Any]:
+    """The attributes the index stores, read from the instance's DICOM JSON (already converted)."""
     out: dict[str, Any] = {}
-    for kw in _STRING_ATTRS:
-        value = ds.get(kw)
-        if value is None:
+    for kw, tag in _STRING_TAGS:
+        element = meta.get(tag)
+        if element is None:
             continue
-        if type(value).__name__ == "MultiValue":
-            value = "\\".join(str(v) for v in value)
-        out[kw] = str(value).strip()
-    for kw in _INT_ATTRS:
-        value = ds.get(kw)
+        values = element.get("Value", [])
+        out[kw] = "\\".join(_text(v) for v in values).strip()
+    for kw, tag in _INT_TAGS:
+        values = (meta.get(tag) or {}).get("Value") or [None]
         try:
-            out[kw] = int(value) if value not in (None, "") else None
+            out[kw] = int(values[0]) if values[0] is not None else None
         except (TypeError, ValueError):
             out[kw] = None
     return out
 
 
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):  # PN: component groups joined as in the encoded value
+        groups = [value.get("Alphabetic", ""), value.get("Ideographic", ""), value.get("Phonetic", "")]
+        while groups and not groups[-1]:
+            groups.pop()
+        return "=".join(groups)
+    return str(value)
+
+
 # --- DICOM JSON metadata ----------------------------------------------------------------------------
 
 
-def _metadata_json(ds: Dataset, study: str, series: str, sop: str) -> str:
+def _metadata(ds: Dataset, study: str, series: str, sop: str) -> dict[str, Any]:
     prefix = f"{BASE_PLACEHOLDER}/studies/{study}/series/{series}/instances/{sop}/bulkdata/"
-    return json.dumps(_dataset_json(ds, prefix, ""), separators=(",", ":"), ensure_ascii=False)
+    return dataset_json(ds, prefix)
 
 
-def _dataset_json(ds: Dataset, prefix: str, path: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for elem in ds:  # group 0002 lives in file_meta, not in the dataset: metadata excludes it
-        key = f"{elem.tag:08X}"
-        if elem.VR == "SQ":
-            items = [_dataset_json(item, prefix, f"{path}{key}/{i}/") for i, item in enumerate(elem.value)]
-            out[key] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
-            continue
-        if elem.tag == 0x7FE00010:
-            out[key] = {"vr": elem.VR, "BulkDataURI": prefix + path + key}
-            continue
-        out[key] = _element_json(elem, prefix + path + key)
-    return out
-
-
-def _element_json(elem: DataElement, uri: str) -> dict[str, Any]:
+def _dumps(meta: dict[str, Any]) -> str:
     try:
-        return elem.to_json_dict(lambda _e: uri, BULK_THRESHOLD)
-    except (ValueError, TypeError, AttributeError):
-        # A value pydicom cannot express in JSON (malformed number, bad charset): keep the VR, drop
-        # the value rather than refuse the instance; the original bytes remain retrievable.
-        return {"vr": elem.VR}
+        return json.dumps(meta, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        # A DS of "nan" or "inf" has no JSON number: such values become null (PS3.18 F.2.5).
+        return json.dumps(_finite(meta), separators=(",", ":"), ensure_ascii=False)
 
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

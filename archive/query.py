@@ -192,7 +192,7 @@ def parse_query(
         else:
             if "." in key:
                 raise InvalidQuery(f"query parameter {key!r}: matching on sequence attributes is not supported")
-            tag, keyword = resolve_attribute(key)
+            tag, _keyword = resolve_attribute(key)
             attr = BY_TAG.get(tag)
             if attr is None or not attr.matchable:
                 raise InvalidQuery(
@@ -359,7 +359,7 @@ def _clause(flt: Filter, fuzzy: bool) -> tuple[str, list[Any]]:
         # The study matches when any of its modalities is one of the values (PS3.4 C.6.1.1.3).
         if flt.kind == "wildcard":
             return (
-                f"EXISTS (SELECT 1 FROM series ms WHERE ms.study_pk=st.pk AND ms.modality GLOB ?)",
+                "EXISTS (SELECT 1 FROM series ms WHERE ms.study_pk=st.pk AND ms.modality GLOB ?)",
                 [_glob(flt.values[0])],
             )
         marks = ",".join("?" * len(flt.values))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,9 +181,6 @@ class Archive:
     def read_file(self, record: InstanceRecord) -> bytes:
         return self.storage.read_all(record.blob_key)
 
-    def iter_file(self, record: InstanceRecord, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        return self.storage.iter_chunks(record.blob_key, chunk_size)
-
     # -- delete -----------------------------------------------------------------------------------
 
     def delete(self, study: str, series: str | None = None, sop: str | None = None) -> int:
@@ -218,4 +214,4 @@ def _failed(exc: IngestError, parsed: ParsedInstance | None = None, reason: int 
     )
 
 
-__all__ = ["Archive", "ArchiveConfig", "StoreResult", "InvalidInstance", "InstanceConflictError"]
+__all__ = ["Archive", "ArchiveConfig", "InstanceConflictError", "InvalidInstance", "StoreResult"]

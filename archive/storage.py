@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -36,21 +35,11 @@ class Storage(Protocol):
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         """Exactly ``length`` bytes at ``offset``; raises NotFound."""
 
-    def iter_chunks(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """The whole blob in chunks; raises NotFound."""
-
-    def size(self, key: str) -> int: ...
+    def read_all(self, key: str) -> bytes:
+        """The whole blob; raises NotFound."""
 
     def same_content(self, key: str, data: bytes) -> bool:
-        """Whether the stored blob holds exactly ``data`` (size first, then the bytes)."""
-        try:
-            if self.path(key).stat().st_size != len(data):
-                return False
-        except FileNotFoundError:
-            return False
-        return self.read_all(key) == data
-
-    def exists(self, key: str) -> bool: ...
+        """Whether the stored blob holds exactly ``data``."""
 
     def delete(self, key: str) -> None:
         """Remove the blob; a missing blob is not an error."""
@@ -122,35 +111,9 @@ class LocalStorage:
             raise ArchiveError(f"blob {key} is shorter than expected ({offset}+{length})")
         return data
 
-    def read_ranges(self, key: str, spans: list[tuple[int, int]]) -> list[bytes]:
-        """Several (offset, length) reads with one open; raises NotFound."""
-        try:
-            fd = os.open(self.path(key), os.O_RDONLY)
-        except FileNotFoundError:
-            raise NotFound(f"blob {key} is missing from storage") from None
-        try:
-            return [os.pread(fd, length, offset) for offset, length in spans]
-        finally:
-            os.close(fd)
-
-    def iter_chunks(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        try:
-            fh = open(self.path(key), "rb")
-        except FileNotFoundError:
-            raise NotFound(f"blob {key} is missing from storage") from None
-        with fh:
-            while chunk := fh.read(chunk_size):
-                yield chunk
-
     def read_all(self, key: str) -> bytes:
         try:
             return self.path(key).read_bytes()
-        except FileNotFoundError:
-            raise NotFound(f"blob {key} is missing from storage") from None
-
-    def size(self, key: str) -> int:
-        try:
-            return self.path(key).stat().st_size
         except FileNotFoundError:
             raise NotFound(f"blob {key} is missing from storage") from None
 
@@ -162,9 +125,6 @@ class LocalStorage:
         except FileNotFoundError:
             return False
         return self.read_all(key) == data
-
-    def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)

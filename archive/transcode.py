@@ -17,8 +17,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 from archive.errors import NotAcceptable
 from archive.index import InstanceRecord
 from archive.parse import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, NATIVE_SYNTAXES
-from render.errors import RenderError
 from render.codecs import select_backend
+from render.errors import RenderError
 from render.pipeline import decode_frame
 
 

@@ -54,7 +54,7 @@ def serve(settings: Settings, *, banner: str | None = None) -> None:
     settings.data.mkdir(parents=True, exist_ok=True)
     if banner:
         print(banner, flush=True)
-    common = dict(host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    common = {"host": settings.host, "port": settings.port, "log_level": "warning", "access_log": False}
     if settings.workers > 1:
         # Worker processes rebuild the same settings from the environment.
         os.environ.update(settings.to_env())

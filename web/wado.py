@@ -19,7 +19,14 @@ from archive.index import InstanceRecord
 from archive.parse import BULK_URI_PREFIX, ENCAPSULATED_SYNTAXES, EXPLICIT_LE, NATIVE_SYNTAXES
 from archive.transcode import check_convertible, frame_to_native, to_explicit_le
 from web import bulkdata
-from web.common import MediaRange, dicom_json_response, optional_uid, parse_accept, path_uid, require_json_accept
+from web.common import (
+    MediaRange,
+    dicom_json_response,
+    optional_uid,
+    parse_accept,
+    path_uid,
+    require_json_accept,
+)
 from web.errors import BadRequest, NotAcceptableRequest
 from web.multipart import new_boundary, start_parts
 
@@ -187,9 +194,8 @@ def frames_plan(ranges: list[MediaRange], stored_ts: str) -> tuple[str, bool]:
             continue
         if stored_ts in ENCAPSULATED_SYNTAXES and (
             media == stored_media or (media.endswith("/*") and stored_media.startswith(media[:-1]))
-        ):
-            if ts in (None, "*", stored_ts):
-                return "stored", multipart
+        ) and ts in (None, "*", stored_ts):
+            return "stored", multipart
     raise NotAcceptableRequest(
         f"none of the accepted representations can be produced: frames are stored as {stored_ts} "
         f"({stored_media}) and available as that or as {OCTET} with transfer-syntax={EXPLICIT_LE}"

@@ -176,3 +176,14 @@ def test_index_failure_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monkey
     assert [r.status for r in results] == ["failed"]
     assert results[0].failure_reason == 0x0110
     assert blob_files(tmp_path) == []
+
+
+def test_index_generation_changes_with_every_store_and_delete(tmp_path: Path) -> None:
+    archive = Archive(tmp_path, ArchiveConfig(durable=False))
+    g0 = archive.index.generation()
+    archive.store([make_instance(S1, 1, "CT", 1)])
+    g1 = archive.index.generation()
+    archive.store([make_instance(S1, 1, "CT", 1)])  # identical resend: nothing changed
+    archive.delete(study_uid("S1"))
+    g2 = archive.index.generation()
+    assert g0 < g1 < g2
