@@ -62,8 +62,13 @@ class LocalStorage:
         self._clean_tmp()
 
     def _clean_tmp(self) -> None:
-        # Left-overs of a crash mid-write: never referenced by the index, safe to drop at start-up.
+        # Left-overs of a crash mid-write are never referenced by the index. Temporary names start
+        # with the writer's pid: files of a live process (another --workers process already serving
+        # while this one starts) are left alone.
         for leftover in self.tmp.iterdir():
+            owner = leftover.name.split(".", 1)[0]
+            if owner.isdigit() and int(owner) != os.getpid() and _alive(int(owner)):
+                continue
             try:
                 leftover.unlink()
             except OSError:
@@ -78,7 +83,7 @@ class LocalStorage:
         staged: list[tuple[str, Path]] = []
         try:
             for key, data in blobs:
-                fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix=key[:16] + ".")
+                fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix=f"{os.getpid()}.{key[:8]}.")
                 staged.append((key, Path(tmp_name)))
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
@@ -128,6 +133,16 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_dir(path: Path) -> None:

@@ -187,3 +187,22 @@ def test_index_generation_changes_with_every_store_and_delete(tmp_path: Path) ->
     archive.delete(study_uid("S1"))
     g2 = archive.index.generation()
     assert g0 < g1 < g2
+
+
+def test_start_up_keeps_temporary_files_of_live_writers(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    Archive(tmp_path, ArchiveConfig(durable=False))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        live = tmp_path / "tmp" / f"{other.pid}.abcd.x"
+        dead = tmp_path / "tmp" / "999999999.abcd.x"
+        live.write_bytes(b"being written by another worker")
+        dead.write_bytes(b"left by a crash")
+        Archive(tmp_path, ArchiveConfig(durable=False))  # a second worker starting
+        assert live.exists()
+        assert not dead.exists()
+    finally:
+        other.kill()
+        other.wait()
