@@ -110,7 +110,7 @@ class InstanceConflictError(ArchiveError):
 
 class Index(Protocol):
     def add(self, parsed: ParsedInstance, blob_key: str, size: int, *, overwrite: bool) -> StoreOutcome: ...
-    def existing_blob(self, sop_uid: str) -> str | None: ...
+    def existing_blobs(self, sop_uids: list[str]) -> dict[str, str]: ...
     def instance(self, study: str, series: str | None, sop: str) -> InstanceRecord: ...
     def instances(self, study: str, series: str | None = None) -> list[InstanceRecord]: ...
     def metadata(self, study: str, series: str | None = None, sop: str | None = None) -> list[str]: ...
@@ -219,9 +219,15 @@ class SQLiteIndex:
 
     # -- writes -----------------------------------------------------------------------------------
 
-    def existing_blob(self, sop_uid: str) -> str | None:
-        row = self._conn().execute("SELECT blob_key FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone()
-        return None if row is None else row[0]
+    def existing_blobs(self, sop_uids: list[str]) -> dict[str, str]:
+        """SOP Instance UID -> storage key of those already stored (one query for a whole batch)."""
+        out: dict[str, str] = {}
+        for start in range(0, len(sop_uids), 500):
+            chunk = sop_uids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT sop_uid, blob_key FROM instances WHERE sop_uid IN ({marks})"
+            out.update(self._conn().execute(sql, chunk).fetchall())
+        return out
 
     def add_many(
         self, items: Sequence[tuple[ParsedInstance, str, int]], *, overwrite: bool

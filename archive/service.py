@@ -71,16 +71,18 @@ class Archive:
         The blobs of one call share one index transaction and one round of fsyncs.
         """
         results: list[StoreResult | None] = [None] * len(blobs)
+        parsed_items: list[tuple[int, ParsedInstance, bytes]] = []
+        for i, data in enumerate(blobs):
+            try:
+                parsed_items.append((i, self._validate(data, expected_study), data))
+            except IngestError as exc:
+                results[i] = _failed(exc)
+        existing = self.index.existing_blobs([p.sop_uid for _i, p, _d in parsed_items])
         accepted: list[tuple[int, ParsedInstance, str, bytes]] = []
         to_write: list[tuple[str, bytes]] = []
         batch_keys: dict[str, tuple[str, bytes]] = {}  # SOP UID -> key and bytes earlier in this call
-        for i, data in enumerate(blobs):
-            try:
-                parsed = self._validate(data, expected_study)
-            except IngestError as exc:
-                results[i] = _failed(exc)
-                continue
-            key = self._key_for(parsed.sop_uid, data, batch_keys)
+        for i, parsed, data in parsed_items:
+            key = self._key_for(parsed.sop_uid, data, batch_keys, existing.get(parsed.sop_uid))
             if key is None:
                 key = new_key()
                 to_write.append((key, data))
@@ -121,7 +123,9 @@ class Archive:
             )
         return [r for r in results if r is not None]
 
-    def _key_for(self, sop_uid: str, data: bytes, batch: dict[str, tuple[str, bytes]]) -> str | None:
+    def _key_for(
+        self, sop_uid: str, data: bytes, batch: dict[str, tuple[str, bytes]], existing: str | None
+    ) -> str | None:
         """The key of an identical copy already stored (or earlier in this call), else None.
 
         Identical bytes are recognised by comparing them, which costs a read only on a resend; no
@@ -130,7 +134,6 @@ class Archive:
         if sop_uid in batch:
             key, earlier = batch[sop_uid]
             return key if earlier == data else None
-        existing = self.index.existing_blob(sop_uid)
         if existing is not None and self.storage.same_content(existing, data):
             return existing
         return None

@@ -8,6 +8,8 @@ module per DICOMweb transaction family. Must not hold domain logic.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import logging
 import os
@@ -85,7 +87,23 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+def tune_allocator() -> None:
+    """Keep freed large blocks in the heap instead of returning them to the kernel.
+
+    Every request allocates multi-megabyte buffers (bodies, files, frames). By default glibc serves
+    those with fresh mmap'ed pages, and each first touch is a page fault: a 500 kB copy cost 0.2 ms
+    instead of 0.02 ms here. The resident size then stays at its high-water mark instead of shrinking.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD: blocks below 256 MiB come from the heap
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
+    except (OSError, AttributeError):
+        log.info("allocator tuning not available on this platform")
+
+
 def create_app(settings: Settings, archive: Archive, cache: Any = None) -> Starlette:
+    tune_allocator()
     rt = Runtime(settings, archive, cache)
 
     @asynccontextmanager

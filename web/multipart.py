@@ -1,33 +1,27 @@
 """multipart/related bodies (RFC 2387) as DICOMweb uses them: reading STOW-RS requests as a stream
-with a size limit, and writing streamed multipart responses.
-
-Parsing is python-multipart's; this module only feeds it and collects the parts. Must not know DICOM.
+with a size limit, and writing streamed multipart responses. Must not know DICOM.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from web.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Part:
-    headers: dict[str, str] = field(default_factory=dict)
-    chunks: list[bytes] = field(default_factory=list)
+    headers: dict[str, str]
+    data: bytes
 
     @property
     def content_type(self) -> str:
         return parse_media_type(self.headers.get("content-type", ""))[0]
-
-    @property
-    def data(self) -> bytes:
-        return b"".join(self.chunks)
 
 
 def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
@@ -61,60 +55,60 @@ async def read_related(request: Request, *, max_bytes: int, part_type: str) -> l
     if declared_length and declared_length.isdigit() and int(declared_length) > max_bytes:
         raise PayloadTooLarge(f"request body of {declared_length} bytes is above the limit of {max_bytes} bytes")
 
-    parts: list[Part] = []
-    current: Part | None = None
-    header_name: list[bytes] = []
-    header_value: list[bytes] = []
-
-    def on_part_begin() -> None:
-        nonlocal current
-        current = Part()
-        parts.append(current)
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        assert current is not None
-        current.chunks.append(data[start:end])
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header_name.append(data[start:end])
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header_value.append(data[start:end])
-
-    def on_header_end() -> None:
-        assert current is not None
-        current.headers[b"".join(header_name).decode("latin-1").strip().lower()] = (
-            b"".join(header_value).decode("latin-1").strip()
-        )
-        header_name.clear()
-        header_value.clear()
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_part_data": on_part_data,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-        },
-        max_header_count=32,
-    )
+    # Chunks are joined once at the end: growing one bytearray re-copies it at every reallocation,
+    # which cost more than all the DICOM parsing on 5 MB bodies.
+    chunks: list[bytes] = []
     received = 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
             if received > max_bytes:
                 raise PayloadTooLarge(f"request body is above the limit of {max_bytes} bytes")
-            parser.write(chunk)
-        parser.finalize()
+            chunks.append(chunk)
     except ClientDisconnect:
         raise BadRequest("the client closed the connection before the body was complete") from None
-    except (ValueError, IndexError, Exception) as exc:  # python-multipart raises its own error types
-        if isinstance(exc, (PayloadTooLarge, BadRequest)):
-            raise
-        raise BadRequest(f"malformed multipart/related body: {exc}") from None
-    return parts
+    return split_related(b"".join(chunks), boundary.encode("latin-1"))
+
+
+def split_related(body: bytes, boundary: bytes) -> list[Part]:
+    """Split a complete multipart body (RFC 2046 5.1.1) into parts.
+
+    The body is held in memory anyway (it is stored as it is), so the parts are cut with bytes.find
+    at C speed: python-multipart's streaming parser calls back for every CR in binary data, which cost
+    a fifth of the server's GIL time on 16-bit pixel data. Raises BadRequest when malformed.
+    """
+    delimiter = b"--" + boundary
+    pos = body.find(delimiter)
+    if pos < 0:
+        raise BadRequest("malformed multipart/related body: the boundary never occurs")
+    pos += len(delimiter)
+    parts: list[Part] = []
+    while True:
+        if body.startswith(b"--", pos):
+            return parts  # close delimiter
+        line_end = body.find(b"\r\n", pos)
+        if line_end < 0:
+            raise BadRequest("malformed multipart/related body: truncated after a boundary")
+        headers_end = body.find(b"\r\n\r\n", line_end)
+        if headers_end < 0:
+            raise BadRequest("malformed multipart/related body: a part's headers never end")
+        headers = _part_headers(body[line_end + 2 : headers_end]) if headers_end > line_end else {}
+        content_start = headers_end + 4
+        next_delimiter = body.find(b"\r\n" + delimiter, content_start)
+        if next_delimiter < 0:
+            raise BadRequest("malformed multipart/related body: no closing boundary")
+        parts.append(Part(headers, body[content_start:next_delimiter]))
+        pos = next_delimiter + 2 + len(delimiter)
+
+
+def _part_headers(block: bytes) -> dict[str, str]:
+    headers = {}
+    for line in block.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise BadRequest(f"malformed multipart/related body: bad part header line {line[:80]!r}")
+        headers[name.decode("latin-1").strip().lower()] = value.decode("latin-1").strip()
+    return headers
 
 
 def new_boundary() -> str:

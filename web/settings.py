@@ -30,7 +30,7 @@ class Settings:
     #: Same SOP Instance UID with different bytes replaces the stored one instead of a 409. TESSERA_OVERWRITE.
     overwrite: bool = False
     #: Largest STOW-RS request body in bytes (413 above). TESSERA_MAX_REQUEST_BYTES.
-    max_request_bytes: int = 4 << 30
+    max_request_bytes: int = 2 << 30
     #: Largest single instance in bytes. TESSERA_MAX_INSTANCE_BYTES.
     max_instance_bytes: int = 2 << 30
     #: Largest declared uncompressed pixel data per instance, refused before decoding. TESSERA_MAX_PIXEL_BYTES.
