@@ -25,6 +25,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from archive.service import Archive
+from cache.metrics import exposition
+from cache.prefetch import Prefetcher
+from cache.singleflight import SingleFlight
+from cache.tiered import TieredCache
 from render import kernels
 from web import errors, qido, rendered, stow, wado
 from web.settings import Settings
@@ -37,10 +41,20 @@ DICOMWEB_ROOT = "/dicomweb"
 class Runtime:
     """What request handlers share: settings, the archive, the cache and the thread pools."""
 
-    def __init__(self, settings: Settings, archive: Archive, cache: Any = None) -> None:
+    def __init__(self, settings: Settings, archive: Archive, cache: TieredCache | None = None) -> None:
         self.settings = settings
         self.archive = archive
-        self.cache = cache
+        self.cache = cache or TieredCache.build(
+            memory_bytes=settings.cache_memory_bytes,
+            redis_url=settings.redis_url,
+            ttl_seconds=settings.cache_ttl_seconds,
+        )
+        self.flight = SingleFlight(self.cache, io=self.io)
+        self.prefetch = Prefetcher()
+        # Per-process memory of what prefetch already did: series warmed (id, parameters) and the
+        # reading order of recently opened series, keyed by the index generation it was read at.
+        self.warmed: set[tuple[str, str, str]] = set()
+        self.series_cache: dict[str, tuple[int, list[Any]]] = {}
         cores = os.cpu_count() or 2
         self.cpu_pool = ThreadPoolExecutor(settings.cpu_threads or cores, thread_name_prefix="tessera-cpu")
         # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
@@ -52,6 +66,12 @@ class Runtime:
 
     async def io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io_pool, partial(fn, *args, **kwargs))
+
+    async def aclose(self) -> None:
+        await self.prefetch.aclose()
+        await self.flight.drain()
+        self.cache.close()
+        self.shutdown()
 
     def shutdown(self) -> None:
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
@@ -80,6 +100,12 @@ def base_url(request: Request) -> str:
     return str(url).rstrip("/") + DICOMWEB_ROOT
 
 
+async def metrics_route(request: Request) -> Response:
+    rt = runtime(request)
+    body, content_type = exposition(request.headers.get("accept"), rt.settings.metrics_dir or None)
+    return Response(body, media_type=content_type)
+
+
 async def healthz(request: Request) -> Response:
     rt = runtime(request)
     if not rt.ready:
@@ -102,7 +128,7 @@ def tune_allocator() -> None:
         log.info("allocator tuning not available on this platform")
 
 
-def create_app(settings: Settings, archive: Archive, cache: Any = None) -> Starlette:
+def create_app(settings: Settings, archive: Archive, cache: TieredCache | None = None) -> Starlette:
     tune_allocator()
     rt = Runtime(settings, archive, cache)
 
@@ -120,12 +146,13 @@ def create_app(settings: Settings, archive: Archive, cache: Any = None) -> Starl
         try:
             yield
         finally:
-            rt.shutdown()
+            await rt.aclose()
 
     dicomweb_routes = [*stow.routes(), *qido.routes(), *wado.routes(), *rendered.routes()]
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_route, methods=["GET"]),
             Mount(DICOMWEB_ROOT, routes=dicomweb_routes),
         ],
         exception_handlers=errors.exception_handlers(),  # type: ignore[arg-type]

@@ -10,7 +10,9 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from archive.service import Archive, ArchiveConfig, StoreResult
@@ -56,7 +58,12 @@ def serve(settings: Settings, *, banner: str | None = None) -> None:
         print(banner, flush=True)
     common = {"host": settings.host, "port": settings.port, "log_level": "warning", "access_log": False}
     if settings.workers > 1:
-        # Worker processes rebuild the same settings from the environment.
+        # Worker processes rebuild the same settings from the environment; their metrics go to files
+        # in one folder that /metrics merges (prometheus-client multiprocess mode), set before any
+        # worker imports prometheus_client.
+        metrics_dir = tempfile.mkdtemp(prefix="tessera-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        settings = replace(settings, metrics_dir=metrics_dir)
         os.environ.update(settings.to_env())
         uvicorn.run("web.app:app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
         return

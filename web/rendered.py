@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -29,6 +30,9 @@ from starlette.routing import Route
 
 from archive.errors import NotFound
 from archive.index import InstanceRecord
+from cache import keys
+from cache.metrics import observe_render
+from cache.prefetch import interleaved_order, neighbours_order
 from render.codecs.registry import candidates
 from render.params import MEDIA_JPEG, MEDIA_PNG, RenderParams, Viewport, parse_render_params
 from render.pipeline import render_frame
@@ -177,9 +181,77 @@ async def rendered_image(rt: Runtime, record: InstanceRecord, frame: int, params
     cache plugs in here, keyed like ``etag_of([(record, frame)], params)``. Raises NotFound,
     InvalidRenderParameter, UnsupportedTransferSyntax, DecodeError.
     """
-    data = await rt.io(rt.archive.frame, record, frame)
     assert record.frame_info is not None  # callers check before computing validators
-    return await rt.cpu(render_frame, data, record.frame_info, frame - 1, params)
+    info = record.frame_info
+    key = keys.rendered(record.blob_key, frame, f"{RENDER_VERSION}|{_canonical(params)}", params.media_type)
+
+    async def compute() -> bytes:
+        started = time.perf_counter()
+        data = await rt.io(rt.archive.frame, record, frame)
+        body, _media = await rt.cpu(render_frame, data, info, frame - 1, params)
+        observe_render(info.transfer_syntax_uid, "total", time.perf_counter() - started)
+        return body
+
+    # The cache is keyed on the stored version (blob key): a replaced instance cannot serve old pixels.
+    with rt.prefetch.interactive():
+        body = await rt.flight.get_or_compute(key, compute)
+    return body, params.media_type
+
+
+async def prefetch_around(rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams) -> None:
+    """Warm what a reader opens next: the neighbouring frames (multi-frame) or slices (a series of
+    single-frame instances), nearest first; the whole series once, interleaved, behind them."""
+    radius = rt.settings.prefetch_neighbours
+    if radius <= 0:
+        return
+    if record.number_of_frames > 1:
+        around = [(record, i + 1) for i in neighbours_order(frame - 1, record.number_of_frames, radius)]
+        _submit(rt, record.series_uid, around, params, urgent=True)
+        return
+    series = await _series_order(rt, record.study_uid, record.series_uid)
+    position = next((i for i, r in enumerate(series) if r.sop_uid == record.sop_uid), None)
+    if position is None:
+        return
+    around = [(series[i], 1) for i in neighbours_order(position, len(series), radius)]
+    _submit(rt, record.series_uid, around, params, urgent=True)
+    whole = (record.series_uid, _canonical(params), params.media_type)
+    if whole not in rt.warmed:
+        if len(rt.warmed) > 10000:
+            rt.warmed.clear()
+        rt.warmed.add(whole)
+        _submit(rt, record.series_uid, [(series[i], 1) for i in interleaved_order(len(series))], params, urgent=False)
+
+
+def _submit(
+    rt: Runtime, group: str, items: list[tuple[InstanceRecord, int]], params: RenderParams, *, urgent: bool
+) -> None:
+    jobs = []
+    for target, number in items:
+        if not _renderable(target):
+            continue
+        key = keys.rendered(target.blob_key, number, f"{RENDER_VERSION}|{_canonical(params)}", params.media_type)
+        jobs.append((key, partial(rt.flight.get_or_compute, key, partial(_render_bytes, rt, target, number, params))))
+    rt.prefetch.submit(group, jobs, urgent=urgent)
+
+
+async def _render_bytes(rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams) -> bytes:
+    assert record.frame_info is not None
+    data = await rt.io(rt.archive.frame, record, frame)
+    body, _media = await rt.cpu(render_frame, data, record.frame_info, frame - 1, params)
+    return body
+
+
+async def _series_order(rt: Runtime, study: str, series: str) -> list[InstanceRecord]:
+    """The series' instances in reading order, remembered per index generation."""
+    generation = await rt.io(rt.archive.index.generation)
+    cached = rt.series_cache.get(series)
+    if cached is not None and cached[0] == generation:
+        return cached[1]
+    records = await rt.io(rt.archive.index.instances, study, series)
+    if len(rt.series_cache) > 256:
+        rt.series_cache.clear()
+    rt.series_cache[series] = (generation, records)
+    return records
 
 
 # --- responses ----------------------------------------------------------------------------------
@@ -226,6 +298,8 @@ async def _single(
     if _not_modified(request, etag):
         return Response(status_code=304, headers=_headers(etag, cache_control, started))
     body, media_type = await rendered_image(rt, record, frame, params)
+    task = asyncio.ensure_future(prefetch_around(rt, record, frame, params))
+    task.add_done_callback(_retrieve)
     return Response(body, media_type=media_type, headers=_headers(etag, cache_control, started))
 
 

@@ -39,8 +39,18 @@ class Settings:
     cpu_threads: int = 0
     #: Largest QIDO-RS page. TESSERA_MAX_QIDO_LIMIT.
     max_qido_limit: int = 10000
-    #: Redis for the shared cache; empty = no Redis. TESSERA_REDIS_URL.
+    #: Redis for the shared cache (e.g. redis://127.0.0.1:6379/0); empty = no Redis. TESSERA_REDIS_URL.
     redis_url: str = ""
+    #: Bytes of rendered images kept in each process's memory cache; 0 = off. TESSERA_CACHE_MEMORY_BYTES.
+    cache_memory_bytes: int = 512 << 20
+    #: Lifetime of cached entries in seconds (content-keyed, so only to free space). TESSERA_CACHE_TTL_SECONDS.
+    cache_ttl_seconds: int = 86400
+    #: Slices before and after an opened one that are rendered ahead of time; 0 = no prefetch.
+    #: TESSERA_PREFETCH_NEIGHBOURS.
+    prefetch_neighbours: int = 4
+    #: Folder where worker processes write metrics for a merged /metrics (prometheus-client
+    #: multiprocess mode); set by ``--workers``. TESSERA_METRICS_DIR.
+    metrics_dir: str = ""
     #: External base URL (scheme://host[:port]) used in RetrieveURL/BulkDataURI; empty = from the request.
     #: TESSERA_PUBLIC_URL.
     public_url: str = ""

@@ -1,0 +1,187 @@
+"""The tiered cache behind a real server: single-flight over HTTP, invalidation by content after
+delete and re-upload, Redis stopped and restarted in the middle, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import IN_CI, free_port, start_server, stop_server
+from tests.dicomweb_helpers import stow
+from tests.qido_cases import STUDIES, make_instance, series_uid, sop_uid, study_uid
+
+S1 = STUDIES[0]
+
+
+def metric(root: str, name: str, **labels: str) -> float:
+    text = httpx.get(root + "/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        match = re.match(r"^([a-zA-Z_:]+)(\{[^}]*\})? (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match.group(3))
+    return total
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, so it can be stopped without harming others."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (apt-get install redis-server)" + (" in CI" if IN_CI else ""))
+        self.binary = binary
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        pytest.fail("private redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def keys(self) -> int:
+        return int(redis.Redis.from_url(self.url).dbsize())
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def rendered_url(root: str, number: int, instance_number: int = 1) -> str:
+    return (
+        f"{root}/studies/{study_uid('S1')}/series/{series_uid('S1', 1)}/instances/"
+        f"{sop_uid('S1', 1, instance_number)}/frames/{number}/rendered"
+    )
+
+
+def test_concurrent_requests_render_once(tmp_path: Path, private_redis: PrivateRedis) -> None:
+    server = start_server(tmp_path / "data", env={"TESSERA_REDIS_URL": private_redis.url, "TESSERA_PREFETCH_NEIGHBOURS": "0"})
+    try:
+        assert stow(server.url, [make_instance(S1, 1, "CT", 1)]).status_code == 200
+        before = metric(server.root, "tessera_singleflight_computes_total")
+
+        async def hammer() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                url = rendered_url(server.url, 1) + "?viewport=64,64"
+                return await asyncio.gather(*(client.get(url) for _ in range(20)))
+
+        responses = asyncio.run(hammer())
+        assert {r.status_code for r in responses} == {200}
+        assert len({r.content for r in responses}) == 1
+        assert metric(server.root, "tessera_singleflight_computes_total") - before == 1
+        assert metric(server.root, "tessera_singleflight_waits_total") >= 1
+        assert private_redis.keys() >= 1  # published for the other processes
+    finally:
+        stop_server(server)
+
+
+def test_delete_and_reupload_with_other_pixels_never_serves_stale(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", env={"TESSERA_PREFETCH_NEIGHBOURS": "0"})
+    try:
+        original = make_instance(S1, 1, "CT", 2)
+        assert stow(server.url, [original]).status_code == 200
+        url = rendered_url(server.url, 1, 2) + "?window=20,40,linear"
+        first = httpx.get(url, headers={"Accept": "image/png"})
+        again = httpx.get(url, headers={"Accept": "image/png"})
+        assert first.content == again.content
+        assert metric(server.root, "tessera_cache_requests_total", result="hit") >= 1
+        instance = f"{server.url}/studies/{study_uid('S1')}/series/{series_uid('S1', 1)}/instances/{sop_uid('S1', 1, 2)}"
+        assert httpx.delete(instance).status_code == 204
+        assert httpx.get(url, headers={"Accept": "image/png"}).status_code == 404
+        changed = make_instance(S1, 1, "CT", 3).replace(sop_uid("S1", 1, 3).encode(), sop_uid("S1", 1, 2).encode())
+        assert stow(server.url, [changed]).status_code == 200
+        after = httpx.get(url, headers={"Accept": "image/png"})
+        assert after.status_code == 200
+        assert after.content != first.content
+        assert after.headers["etag"] != first.headers["etag"]
+    finally:
+        stop_server(server)
+
+
+def test_redis_stopped_and_restarted_mid_test(tmp_path: Path, private_redis: PrivateRedis) -> None:
+    server = start_server(tmp_path / "data", env={"TESSERA_REDIS_URL": private_redis.url, "TESSERA_PREFETCH_NEIGHBOURS": "0"})
+    try:
+        blobs = [make_instance(S1, 1, "CT", n) for n in range(1, 9)]
+        assert stow(server.url, blobs).status_code == 200
+        assert httpx.get(rendered_url(server.url, 1, 1)).status_code == 200
+        deadline = time.monotonic() + 5
+        while private_redis.keys() == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the value is published to Redis in the background
+        assert private_redis.keys() >= 1
+        private_redis.stop()
+        for n in range(2, 5):
+            started = time.monotonic()
+            response = httpx.get(rendered_url(server.url, 1, n), timeout=10)
+            assert response.status_code == 200
+            assert time.monotonic() - started < 2.0
+        assert metric(server.root, "tessera_redis_errors_total") >= 1
+        private_redis.start()  # a new, empty server on the same port
+        deadline = time.monotonic() + 10
+        while private_redis.keys() == 0 and time.monotonic() < deadline:
+            # Each request is a new frame; once the circuit closes again values land in Redis.
+            n = 5 + int((deadline - time.monotonic()) * 10) % 4
+            assert httpx.get(rendered_url(server.url, 1, n) + f"?quality={50 + n}").status_code == 200
+            time.sleep(0.2)
+        assert private_redis.keys() >= 1
+    finally:
+        stop_server(server)
+
+
+def test_metrics_endpoint_and_prefetch(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", env={"TESSERA_PREFETCH_NEIGHBOURS": "2"})
+    try:
+        assert stow(server.url, [make_instance(S1, 1, "CT", n) for n in range(1, 8)]).status_code == 200
+        assert httpx.get(rendered_url(server.url, 1, 4)).status_code == 200
+        deadline = time.monotonic() + 10
+        while metric(server.root, "tessera_prefetch_jobs_total", outcome="done") < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert metric(server.root, "tessera_prefetch_jobs_total", outcome="done") >= 6
+        hits = metric(server.root, "tessera_cache_requests_total", result="hit")
+        assert httpx.get(rendered_url(server.url, 1, 5)).status_code == 200  # a neighbour: already warm
+        assert metric(server.root, "tessera_cache_requests_total", result="hit") > hits
+        text = httpx.get(server.root + "/metrics").text
+        assert "tessera_render_seconds_bucket" in text
+        assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None
+    finally:
+        stop_server(server)
