@@ -110,6 +110,26 @@ def render_pixels(
     return pixels_from_decoded(decoded, info, frame_index, params)
 
 
+def render_decoded(decoded: DecodedFrame, info: FrameInfo, frame_index: int, params: RenderParams) -> bytes:
+    """Render and encode an already decoded frame (re-windowing a cached decode, PS3.18 8.3.5).
+
+    Raises InvalidRenderParameter.
+    """
+    return encode(pixels_from_decoded(decoded, info, frame_index, params), params.media_type, params.quality)
+
+
+def decode_and_render(
+    frame_bytes: bytes | memoryview, info: FrameInfo, frame_index: int, params: RenderParams
+) -> tuple[bytes, DecodedFrame]:
+    """``render_frame`` that also hands back the decoded frame (at full resolution) for a cache.
+
+    Raises InvalidRenderParameter, UnsupportedTransferSyntax, DecodeError.
+    """
+    _check_frame(info, frame_index)
+    decoded = decode_frame(frame_bytes, info)
+    return render_decoded(decoded, info, frame_index, params), decoded
+
+
 def render_frame(
     frame_bytes: bytes | memoryview,
     info: FrameInfo,

@@ -25,6 +25,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from archive.service import Archive
+from cache.frames import DecodedFrameCache
 from cache.metrics import exposition
 from cache.prefetch import Prefetcher
 from cache.singleflight import SingleFlight
@@ -49,6 +50,7 @@ class Runtime:
             redis_url=settings.redis_url,
             ttl_seconds=settings.cache_ttl_seconds,
         )
+        self.decoded = DecodedFrameCache(settings.decoded_cache_bytes)
         self.flight = SingleFlight(self.cache, io=self.io)
         self.prefetch = Prefetcher()
         # Per-process memory of what prefetch already did: series warmed (id, parameters) and the

@@ -43,6 +43,9 @@ class Settings:
     redis_url: str = ""
     #: Bytes of rendered images kept in each process's memory cache; 0 = off. TESSERA_CACHE_MEMORY_BYTES.
     cache_memory_bytes: int = 512 << 20
+    #: Bytes of decoded frames kept in each process for re-windowing and zoom; 0 = off.
+    #: TESSERA_DECODED_CACHE_BYTES.
+    decoded_cache_bytes: int = 1 << 30
     #: Lifetime of cached entries in seconds (content-keyed, so only to free space). TESSERA_CACHE_TTL_SECONDS.
     cache_ttl_seconds: int = 86400
     #: Slices before and after an opened one that are rendered ahead of time; 0 = no prefetch.

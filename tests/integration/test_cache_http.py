@@ -185,3 +185,28 @@ def test_metrics_endpoint_and_prefetch(tmp_path: Path) -> None:
         assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None
     finally:
         stop_server(server)
+
+
+def test_new_window_on_a_compressed_frame_does_not_decode_again(tmp_path: Path) -> None:
+    from archive.synth import write_series
+
+    files = write_series(tmp_path / "j2k", modality="CT", rows=64, columns=64, slices=1, syntax="j2k", seed=5)
+    server = start_server(tmp_path / "data", env={"TESSERA_PREFETCH_NEIGHBOURS": "0"})
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+        assert stow(server.url, [files[0].read_bytes()]).status_code == 200
+        url = (
+            f"{server.url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/"
+            f"{ds.SOPInstanceUID}/rendered"
+        )
+        assert httpx.get(url + "?window=40,400,linear").status_code == 200
+        misses = metric(server.root, "tessera_cache_requests_total", tier="decoded", result="miss")
+        hits = metric(server.root, "tessera_cache_requests_total", tier="decoded", result="hit")
+        for window in ("-600,1500,linear", "300,1500,linear-exact", "50,80,sigmoid"):
+            assert httpx.get(url + f"?window={window}").status_code == 200
+        assert metric(server.root, "tessera_cache_requests_total", tier="decoded", result="hit") - hits == 3
+        assert metric(server.root, "tessera_cache_requests_total", tier="decoded", result="miss") == misses
+    finally:
+        stop_server(server)
