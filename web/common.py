@@ -48,16 +48,23 @@ class MediaRange:
 
 def parse_accept(request: Request) -> list[MediaRange]:
     """Accept header as media ranges ordered by preference (q, then order); '*/*' when absent."""
-    header = request.headers.get("accept", "") or "*/*"
+    return parse_accept_value(request.headers.get("accept", ""), "Accept")
+
+
+def parse_accept_value(value: str, name: str) -> list[MediaRange]:
+    """An Accept value (header or ``accept`` query parameter) as media ranges by preference.
+
+    Raises BadRequest naming ``name`` when a q value is not a number.
+    """
     ranges = []
-    for position, item in enumerate(_split_accept(header)):
+    for position, item in enumerate(_split_accept(value or "*/*")):
         media, params = parse_media_type(item)
         if not media:
             continue
         try:
             q = float(params.pop("q", "1"))
         except ValueError:
-            raise BadRequest(f"Accept: q value in {item.strip()!r} is not a number") from None
+            raise BadRequest(f"{name}: q value in {item.strip()!r} is not a number") from None
         if q > 0:
             ranges.append((-q, position, MediaRange(media, params, q)))
     ranges.sort(key=lambda t: (t[0], t[1]))

@@ -38,9 +38,9 @@ from render.codecs.base import HTJ2K_SYNTAXES
 from render.codecs.registry import candidates
 from render.params import MEDIA_JPEG, MEDIA_PNG, RenderParams, Viewport, parse_render_params
 from render.pipeline import decode_and_render, render_decoded, render_frame
-from web.common import path_uid
+from web.common import parse_accept_value, path_uid
 from web.errors import BadRequest, NotAcceptableRequest
-from web.multipart import parse_media_type, stream_parts
+from web.multipart import stream_parts
 from web.wado import parse_frame_list
 
 if TYPE_CHECKING:
@@ -65,39 +65,11 @@ _ICC_ACCEPTED = ("no",)
 # --- request parsing ----------------------------------------------------------------------------
 
 
-def _media_ranges(text: str) -> list[tuple[str, str]]:
-    """Accept text as (media type, multipart part type) by preference (q, then order)."""
-    items: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            items.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    items.append("".join(current))
-    ranked = []
-    for position, item in enumerate(items):
-        media, params = parse_media_type(item)
-        if not media:
-            continue
-        try:
-            q = float(params.get("q", "1"))
-        except ValueError:
-            raise BadRequest(f"accept: q value in {item.strip()!r} is not a number") from None
-        if q > 0:
-            ranked.append((-q, position, media, params.get("type", "").strip().lower()))
-    ranked.sort()
-    return [(media, part) for _q, _p, media, part in ranked]
-
-
 def negotiate_media_type(accept: str) -> str:
     """image/jpeg or image/png for an Accept value (PS3.18 8.3.5.1, 8.7.4); multipart ranges count
     by their ``type``. Raises NotAcceptableRequest when neither is acceptable."""
-    for media, part in _media_ranges(accept or "*/*"):
+    for r in parse_accept_value(accept, "accept"):
+        media, part = r.media_type, r.part_type
         if media in ("multipart/related", "multipart/*"):
             media = part or "*/*"
         if media in (MEDIA_JPEG, MEDIA_PNG):
