@@ -60,3 +60,7 @@ class UnsupportedSyntax(IngestError):
     """The transfer syntax is not one the archive can index."""
 
     failure_reason = 0xC122  # Referenced Transfer Syntax not supported
+
+
+class RenditionNotExact(ArchiveError):
+    """A transcoded frame did not decode to exactly the original's pixels; no rendition is made."""

@@ -22,9 +22,18 @@ from typing import Any, Protocol
 from archive.errors import ArchiveError, NotFound
 from archive.parse import Fragment, ParsedInstance
 from archive.query import Query, build_sql, normalize_time
+from archive.rendition_index import (
+    MIGRATION_1_TO_2,
+    Rendition,
+    RenditionIndexMixin,
+    decode_spans,
+    delete_renditions_of,
+)
 from render.frameinfo import FrameInfo
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Statements that take a schema from version N to N+1, applied in order inside one transaction.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: MIGRATION_1_TO_2}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -92,6 +101,8 @@ class InstanceRecord:
     size: int
     frame_info: FrameInfo | None
     frames: tuple[tuple[Fragment, ...], ...] | None
+    #: The verified fast-decode copy of the pixels (archive/renditions.py), when one has been made.
+    rendition: Rendition | None = None
 
     @property
     def number_of_frames(self) -> int:
@@ -149,7 +160,7 @@ def decode_frame_table(blob: bytes | None) -> tuple[tuple[Fragment, ...], ...] |
     return tuple(frames)
 
 
-class SQLiteIndex:
+class SQLiteIndex(RenditionIndexMixin):
     """The index in one SQLite file, one connection per thread, writes serialised by SQLite."""
 
     def __init__(self, path: Path, *, durable: bool = True) -> None:
@@ -160,13 +171,23 @@ class SQLiteIndex:
         self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._conn().executescript(_SCHEMA)  # executescript commits by itself: outside _connect
         with self._connect() as conn:
+            # Re-read inside the write lock: several --workers processes may open a v1 index at once.
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
+            version = 1 if row is None else int(row[0])  # _SCHEMA is version 1; migrations add the rest
+            if version > SCHEMA_VERSION:
                 raise ArchiveError(
-                    f"index schema version {row[0]} at {self.path} is not {SCHEMA_VERSION}: migrate it first"
+                    f"index schema version {version} at {self.path} is newer than this server's "
+                    f"{SCHEMA_VERSION}: upgrade Tessera"
                 )
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(version),),
+            )
 
     # -- connections ------------------------------------------------------------------------------
 
@@ -378,6 +399,7 @@ class SQLiteIndex:
         if not rows:
             return []
         conn.executemany("DELETE FROM instances WHERE pk=?", [(r[0],) for r in rows])
+        delete_renditions_of(conn, [r[1] for r in rows])
         for series_pk in {r[2] for r in rows}:
             conn.execute(
                 "UPDATE series SET num_instances=(SELECT COUNT(*) FROM instances WHERE series_pk=?) WHERE pk=?",
@@ -401,7 +423,8 @@ class SQLiteIndex:
         return self._conn().execute("SELECT 1 FROM instances WHERE blob_key=?", (key,)).fetchone() is not None
 
     def all_blob_keys(self) -> set[str]:
-        return {r[0] for r in self._conn().execute("SELECT blob_key FROM instances")}
+        """Every blob the index references: originals and renditions."""
+        return {r[0] for r in self._conn().execute("SELECT blob_key FROM instances")} | set(self.rendition_keys())
 
     def instance(self, study: str, series: str | None, sop: str) -> InstanceRecord:
         records = self._records(*_scope_where(study, series, sop))
@@ -419,8 +442,9 @@ class SQLiteIndex:
     def _records(self, where: str, params: tuple[Any, ...]) -> list[InstanceRecord]:
         rows = self._conn().execute(
             "SELECT st.study_uid, s.series_uid, i.sop_uid, i.sop_class_uid, i.transfer_syntax_uid, i.blob_key, "
-            "i.size, i.frame_info, i.frame_table FROM instances i JOIN series s ON s.pk=i.series_pk "
-            "JOIN studies st ON st.pk=i.study_pk WHERE " + where + _ORDER,
+            "i.size, i.frame_info, i.frame_table, r.rendition_key, r.syntax, r.frame_table FROM instances i "
+            "JOIN series s ON s.pk=i.series_pk JOIN studies st ON st.pk=i.study_pk "
+            "LEFT JOIN renditions r ON r.blob_key=i.blob_key AND r.status='done' WHERE " + where + _ORDER,
             params,
         ).fetchall()
         return [
@@ -428,6 +452,7 @@ class SQLiteIndex:
                 r[0], r[1], r[2], r[3], r[4], r[5], r[6],
                 FrameInfo.from_json(r[7]) if r[7] else None,
                 decode_frame_table(r[8]),
+                Rendition(r[9], r[10], decode_spans(r[11])) if r[9] else None,
             )
             for r in rows
         ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from archive.errors import (
@@ -23,9 +23,12 @@ from archive.errors import (
 )
 from archive.index import InstanceConflictError, InstanceRecord, SQLiteIndex
 from archive.parse import ParsedInstance, parse_instance
-from archive.storage import LocalStorage, new_key
+from archive.storage import LocalStorage, derived_key, new_key
+from render.frameinfo import FrameInfo
 
 log = logging.getLogger(__name__)
+#: ``derived_key`` purpose of an instance's HTJ2K rendition blob (archive/renditions.py).
+RENDITION_PURPOSE = "rendition-htj2k"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +120,7 @@ class Archive:
                 results[i] = _failed(error, parsed)
                 continue
             if outcome.previous_blob_key and not self.index.blob_in_use(outcome.previous_blob_key):
-                self.storage.delete(outcome.previous_blob_key)
+                self._delete_blob(outcome.previous_blob_key)
             results[i] = StoreResult(
                 outcome.status, parsed.sop_class_uid, parsed.sop_uid, parsed.study_uid, parsed.series_uid
             )
@@ -184,6 +187,30 @@ class Archive:
     def read_file(self, record: InstanceRecord) -> bytes:
         return self.storage.read_all(record.blob_key)
 
+    def render_source(self, record: InstanceRecord, number: int) -> tuple[bytes, FrameInfo]:
+        """The bytes to decode for frame ``number`` and their FrameInfo: the instance's verified HTJ2K
+        rendition when it has one (same pixels, faster decode), else the stored frame.
+
+        A rendition blob that went missing falls back to the original (logged). Raises NotFound.
+        """
+        info = record.frame_info
+        rendition = record.rendition
+        if info is None or rendition is None or not 1 <= number <= len(rendition.frames):
+            return self.frame(record, number), self._info(record)
+        span = rendition.frames[number - 1]
+        try:
+            data = self.storage.read_range(rendition.key, span.offset, span.length)
+        except (NotFound, ArchiveError):
+            log.warning("rendition %s of blob %s is unreadable; using the original", rendition.key, record.blob_key)
+            return self.frame(record, number), info
+        return data, replace(info, transfer_syntax_uid=rendition.syntax)
+
+    @staticmethod
+    def _info(record: InstanceRecord) -> FrameInfo:
+        if record.frame_info is None:
+            raise NotFound(f"instance {record.sop_uid} has no pixel data")
+        return record.frame_info
+
     # -- delete -----------------------------------------------------------------------------------
 
     def delete(self, study: str, series: str | None = None, sop: str | None = None) -> int:
@@ -191,8 +218,13 @@ class Archive:
         keys = self.index.delete(study, series, sop)
         for key in keys:
             if not self.index.blob_in_use(key):
-                self.storage.delete(key)
+                self._delete_blob(key)
         return len(keys)
+
+    def _delete_blob(self, key: str) -> None:
+        """Remove a stored version and its rendition (whose index row went with the instance's)."""
+        self.storage.delete(key)
+        self.storage.delete(derived_key(key, RENDITION_PURPOSE))
 
     def sweep_orphans(self) -> int:
         """Remove blobs the index does not reference (left by a crash between write and index)."""

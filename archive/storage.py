@@ -10,6 +10,7 @@ crash never leaves a half-written blob under its final name. Must not know DICOM
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -26,6 +27,15 @@ _KEY_RE = re.compile(r"^[0-9a-f]{32}$")
 def new_key() -> str:
     """A fresh storage key: 128 random bits in hex (no hashing on the ingest path)."""
     return os.urandom(16).hex()
+
+
+def derived_key(key: str, purpose: str) -> str:
+    """The key of a blob that belongs to the stored version ``key`` (e.g. its rendition).
+
+    Derived, not random: whoever deletes the original can delete it without asking the index, and a
+    transcode redone after a crash overwrites its own left-over instead of leaving a second orphan.
+    """
+    return hashlib.blake2b(f"{purpose}:{key}".encode(), digest_size=16).hexdigest()
 
 
 class Storage(Protocol):

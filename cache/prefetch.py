@@ -82,6 +82,12 @@ class Prefetcher:
     def depth(self) -> int:
         return len(self._queue)
 
+    @property
+    def busy(self) -> bool:
+        """Whether an interactive render or a prefetch job is in flight: background work with a
+        lower priority still (archive renditions) waits while this is true."""
+        return self._interactive > 0 or bool(self._running)
+
     def submit(self, group: str, items: Iterable[tuple[str, Job]], *, urgent: bool = False) -> int:
         """Queue (key, job) pairs of ``group``; returns how many were accepted.
 

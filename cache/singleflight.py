@@ -90,10 +90,12 @@ class SingleFlight:
             task.exception()  # marks it retrieved: every caller may have gone away meanwhile
 
     async def _fill(self, key: str, compute: Compute, ttl: int | None) -> bytes:
-        value = (await self._io(self.cache.get_many, [key]))[0]
-        if value is not None:
-            return value
         redis = self.cache.redis
+        if redis is not None:
+            # Memory was peeked on the event loop already; only Redis needs the I/O pool.
+            value = (await self._io(self.cache.get_many, [key]))[0]
+            if value is not None:
+                return value
         lease_key = keys.lease(key)
         token = os.urandom(8).hex()
         held = False

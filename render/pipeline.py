@@ -6,7 +6,9 @@ Must not do I/O, know HTTP, or touch a pydicom Dataset.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -110,24 +112,49 @@ def render_pixels(
     return pixels_from_decoded(decoded, info, frame_index, params)
 
 
+@dataclass(frozen=True, slots=True)
+class StageTimes:
+    """Seconds spent in each stage of one rendering (for the latency histograms of /metrics)."""
+
+    decode: float
+    kernel: float
+    encode: float
+
+
+def render_staged(
+    frame_bytes: bytes | memoryview,
+    info: FrameInfo,
+    frame_index: int,
+    params: RenderParams,
+    *,
+    decoded: DecodedFrame | None = None,
+) -> tuple[bytes, DecodedFrame, StageTimes]:
+    """Decode (unless ``decoded`` is given), render and encode one frame, timing each stage.
+
+    Returns (image bytes, the decoded frame, stage times). HTJ2K frames shrunk by 2x or more are
+    decoded at reduced resolution. Raises InvalidRenderParameter, UnsupportedTransferSyntax,
+    DecodeError.
+    """
+    _check_frame(info, frame_index)
+    t0 = time.perf_counter()
+    if decoded is None:
+        reduce = 0
+        if params.viewport is not None and info.transfer_syntax_uid in HTJ2K_SYNTAXES:
+            reduce = reduce_levels(resolve_region(info.rows, info.columns, params.viewport))
+        decoded = decode_frame(frame_bytes, info, reduce=reduce)
+    t1 = time.perf_counter()
+    pixels = pixels_from_decoded(decoded, info, frame_index, params)
+    t2 = time.perf_counter()
+    body = encode(pixels, params.media_type, params.quality)
+    return body, decoded, StageTimes(t1 - t0, t2 - t1, time.perf_counter() - t2)
+
+
 def render_decoded(decoded: DecodedFrame, info: FrameInfo, frame_index: int, params: RenderParams) -> bytes:
     """Render and encode an already decoded frame (re-windowing a cached decode, PS3.18 8.3.5).
 
     Raises InvalidRenderParameter.
     """
     return encode(pixels_from_decoded(decoded, info, frame_index, params), params.media_type, params.quality)
-
-
-def decode_and_render(
-    frame_bytes: bytes | memoryview, info: FrameInfo, frame_index: int, params: RenderParams
-) -> tuple[bytes, DecodedFrame]:
-    """``render_frame`` that also hands back the decoded frame (at full resolution) for a cache.
-
-    Raises InvalidRenderParameter, UnsupportedTransferSyntax, DecodeError.
-    """
-    _check_frame(info, frame_index)
-    decoded = decode_frame(frame_bytes, info)
-    return render_decoded(decoded, info, frame_index, params), decoded
 
 
 def render_frame(

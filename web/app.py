@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from archive.renditions import RenditionPolicy, RenditionWorker
 from archive.service import Archive
 from cache.frames import DecodedFrameCache
 from cache.metrics import exposition
@@ -31,7 +32,7 @@ from cache.prefetch import Prefetcher
 from cache.singleflight import SingleFlight
 from cache.tiered import TieredCache
 from render import kernels
-from web import errors, qido, rendered, stow, wado
+from web import errors, qido, rendered, stow, stream, tiles, wado
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,25 @@ class Runtime:
         self.flight = SingleFlight(self.cache, io=self.io)
         self.prefetch = Prefetcher()
         # Per-process memory of what prefetch already did: series warmed (id, parameters) and the
-        # reading order of recently opened series, keyed by the index generation it was read at.
+        # reading order of recently opened series (when checked, the index generation it was read at).
         self.warmed: set[tuple[str, str, str]] = set()
-        self.series_cache: dict[str, tuple[int, list[Any]]] = {}
+        self.series_cache: dict[str, tuple[float, int, list[Any]]] = {}
         cores = os.cpu_count() or 2
         self.cpu_pool = ThreadPoolExecutor(settings.cpu_threads or cores, thread_name_prefix="tessera-cpu")
         # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
         self.io_pool = ThreadPoolExecutor(max(8, 4 * cores), thread_name_prefix="tessera-io")
         self.ready = False
+        # Background HTJ2K transcoder (archive/renditions.py), started once ready; lowest priority.
+        self.renditions: RenditionWorker | None = None
+        if settings.renditions:
+            self.renditions = RenditionWorker(
+                archive,
+                RenditionPolicy.from_modalities(settings.rendition_modalities),
+                cpu=self.cpu,
+                io=self.io,
+                busy=lambda: self.prefetch.busy,
+                threads=settings.rendition_threads,
+            )
 
     async def cpu(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, partial(fn, *args, **kwargs))
@@ -70,6 +82,8 @@ class Runtime:
         return await asyncio.get_running_loop().run_in_executor(self.io_pool, partial(fn, *args, **kwargs))
 
     async def aclose(self) -> None:
+        if self.renditions is not None:
+            await self.renditions.aclose()
         await self.prefetch.aclose()
         await self.flight.drain()
         self.cache.close()
@@ -145,12 +159,16 @@ def create_app(settings: Settings, archive: Archive, cache: TieredCache | None =
         # collector's full passes turns 30 ms pauses on large answers into sub-millisecond ones.
         gc.collect()
         gc.freeze()
+        if rt.renditions is not None:
+            rt.renditions.start()
         try:
             yield
         finally:
             await rt.aclose()
 
-    dicomweb_routes = [*stow.routes(), *qido.routes(), *wado.routes(), *rendered.routes()]
+    # Rendered frames are the busiest routes: Starlette tries routes in order, so they come first.
+    dicomweb_routes = [*rendered.routes(), *stream.routes(), *tiles.routes(), *wado.routes(), *qido.routes(),
+                       *stow.routes()]
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),

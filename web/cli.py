@@ -57,6 +57,8 @@ def serve(settings: Settings, *, banner: str | None = None) -> None:
     if banner:
         print(banner, flush=True)
     common = {"host": settings.host, "port": settings.port, "log_level": "warning", "access_log": False}
+    if settings.workers == 0:
+        settings = replace(settings, workers=os.cpu_count() or 1)
     if settings.workers > 1:
         # Worker processes rebuild the same settings from the environment; their metrics go to files
         # in one folder that /metrics merges (prometheus-client multiprocess mode), set before any
@@ -127,6 +129,34 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def renditions(settings: Settings, *, run: bool) -> int:
+    """Print rendition progress (done, skipped, backlog, bytes); with ``run``, first work through the
+    backlog in the foreground. Returns the exit status (1 when a server already holds the work)."""
+    from archive.errors import ArchiveError
+    from archive.renditions import RenditionPolicy, run_backlog
+
+    archive = build_archive(settings)
+    policy = RenditionPolicy.from_modalities(settings.rendition_modalities)
+    if run:
+        from tqdm import tqdm
+
+        total = archive.index.rendition_stats(policy.syntaxes, policy.modalities).backlog
+        try:
+            with tqdm(total=total, unit="instance", desc="transcoding", file=sys.stderr) as bar:
+                counts = run_backlog(archive, policy, progress=lambda _outcome: bar.update(1))
+        except ArchiveError as exc:
+            print(f"tessera: {exc}", file=sys.stderr)
+            return 1
+        print(", ".join(f"{k} {v}" for k, v in counts.items()))
+    stats = archive.index.rendition_stats(policy.syntaxes, policy.modalities)
+    extra = 100.0 * stats.bytes / stats.original_bytes if stats.original_bytes else 0.0
+    print(
+        f"done {stats.done}, skipped {stats.skipped}, backlog {stats.backlog}, "
+        f"bytes {stats.bytes} ({extra:.1f}% of the {stats.original_bytes} bytes of their originals)"
+    )
+    return 0
+
+
 def demo(settings: Settings) -> None:
     """Load a synthetic CT study (once) and serve it."""
     from archive.synth import write_series
@@ -152,10 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--host", help="address to bind (TESSERA_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port (TESSERA_PORT, default 8000)")
         p.add_argument("--data", help="archive folder (TESSERA_DATA, default ./data)")
-        p.add_argument("--workers", type=int, help="server processes (TESSERA_WORKERS, default 1)")
+        p.add_argument("--workers", type=int, help="server processes (TESSERA_WORKERS, default: one per core)")
     p_import = sub.add_parser("import", help="import DICOM files and folders (recursively)")
     p_import.add_argument("paths", nargs="+")
     p_import.add_argument("--data", help="archive folder (TESSERA_DATA)")
+    p_rend = sub.add_parser("renditions", help="fast-decode renditions: progress, or --run the backlog")
+    p_rend.add_argument("--data", help="archive folder (TESSERA_DATA)")
+    p_rend.add_argument("--run", action="store_true", help="transcode the backlog now, in the foreground")
     p_synth = sub.add_parser("synth", help="write a synthetic CT or MR series")
     p_synth.add_argument("--out", required=True, help="folder to write into")
     p_synth.add_argument("--modality", choices=["CT", "MR"], default="CT")
@@ -175,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.data and "TESSERA_DATA" not in os.environ:
                 settings = Settings.from_env(data="./demo-data", host=args.host, port=args.port, workers=args.workers)
             demo(settings)
+        elif args.command == "renditions":
+            return renditions(settings, run=args.run)
         elif args.command == "import":
             counts = import_files(settings, args.paths)
             return 1 if counts["failed"] and not (counts["stored"] or counts["present"]) else 0

@@ -1,5 +1,5 @@
-"""Rendered resources (PS3.18 8.3.5, 10.4.1.1.3) and thumbnails (PS3.18 8.3.5 / Supplement 203) at
-study, series, instance and frame level.
+"""Rendered resources (PS3.18 8.3.5, 10.4.1.1.3) at instance and frame level, and thumbnails (PS3.18
+8.3.5 / Supplement 203) at every level; the study and series rendered streams are ``web.stream``.
 
 Responsible for the HTTP edge of rendering: query parameters parsed once into a frozen
 ``RenderParams`` (``render.params``), media type negotiation (``accept`` query parameter, then the
@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from archive.errors import NotFound
@@ -37,10 +35,11 @@ from cache.prefetch import interleaved_order, neighbours_order
 from render.codecs.base import HTJ2K_SYNTAXES
 from render.codecs.registry import candidates
 from render.params import MEDIA_JPEG, MEDIA_PNG, RenderParams, Viewport, parse_render_params
-from render.pipeline import decode_and_render, render_decoded, render_frame
+from render.pipeline import StageTimes, render_staged
+from render.transform import reduce_levels, resolve_region
 from web.common import parse_accept_value, path_uid
 from web.errors import BadRequest, NotAcceptableRequest
-from web.multipart import stream_parts
+from web.tiles import is_tile_request, tile_bytes
 from web.wado import parse_frame_list
 
 if TYPE_CHECKING:
@@ -82,17 +81,18 @@ def negotiate_media_type(accept: str) -> str:
     )
 
 
-def parse_request(request: Request) -> RenderParams:
+def parse_request(request: Request, allowed: tuple[str, ...] = _PARAMETERS) -> RenderParams:
     """The rendered-resource query (PS3.18 8.3.5.1) as RenderParams, and the negotiated media type.
 
     ``annotation`` is refused (nothing is burned in); ``iccprofile`` accepts only ``no``. An unknown
-    or repeated parameter is a 400 naming it. Raises BadRequest, InvalidRenderParameter,
-    NotAcceptableRequest.
+    or repeated parameter is a 400 naming it; ``allowed`` lets a resource accept more (the series
+    stream's ``order``), which that resource then parses itself. Raises BadRequest,
+    InvalidRenderParameter, NotAcceptableRequest.
     """
     query = request.query_params
     for key in query:
-        if key not in _PARAMETERS:
-            raise BadRequest(f"query parameter {key[:40]!r} is not supported here; allowed: {', '.join(_PARAMETERS)}")
+        if key not in allowed:
+            raise BadRequest(f"query parameter {key[:40]!r} is not supported here; allowed: {', '.join(allowed)}")
         if len(query.getlist(key)) > 1:
             raise BadRequest(f"{key}: given {len(query.getlist(key))} times, at most once allowed")
     annotation = query.get("annotation")
@@ -129,8 +129,28 @@ def etag_of(items: Iterable[tuple[InstanceRecord, int]], params: RenderParams) -
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{RENDER_VERSION}|{_canonical(params)}".encode())
     for record, frame in items:
-        h.update(f"|{record.blob_key}:{frame}".encode())
+        h.update(f"|{record.blob_key}:{frame}{_source(record, params)}".encode())
     return '"' + h.hexdigest() + '"'
+
+
+def _source(record: InstanceRecord, params: RenderParams) -> str:
+    """What else besides the stored blob the image derives from, for ETags and cache keys.
+
+    A rendition decodes to exactly the original's pixels, so a full-resolution rendering is the same
+    bytes with or without it; but a viewport shrunk by 2x or more decodes a reduced HTJ2K resolution,
+    whose pixels differ slightly from a full decode averaged down: those images get their own tag.
+    """
+    info = record.frame_info
+    if record.rendition is None or params.viewport is None or info is None:
+        return ""
+    if reduce_levels(resolve_region(info.rows, info.columns, params.viewport)) == 0:
+        return ""
+    return "|htj2k-reduced"
+
+
+def _render_key(record: InstanceRecord, frame: int, params: RenderParams) -> str:
+    canonical = f"{RENDER_VERSION}|{_canonical(params)}{_source(record, params)}"
+    return keys.rendered(record.blob_key, frame, canonical, params.media_type)
 
 
 def _not_modified(request: Request, etag: str) -> bool:
@@ -157,11 +177,11 @@ async def rendered_image(rt: Runtime, record: InstanceRecord, frame: int, params
     """
     assert record.frame_info is not None  # callers check before computing validators
     info = record.frame_info
-    key = keys.rendered(record.blob_key, frame, f"{RENDER_VERSION}|{_canonical(params)}", params.media_type)
+    key = _render_key(record, frame, params)
 
     async def compute() -> bytes:
         started = time.perf_counter()
-        body = await _render_bytes(rt, record, frame, params)
+        body = await _compute_bytes(rt, record, frame, params)
         observe_render(info.transfer_syntax_uid, "total", time.perf_counter() - started)
         return body
 
@@ -198,13 +218,27 @@ async def prefetch_around(rt: Runtime, record: InstanceRecord, frame: int, param
 def _submit(
     rt: Runtime, group: str, items: list[tuple[InstanceRecord, int]], params: RenderParams, *, urgent: bool
 ) -> None:
-    jobs = []
-    for target, number in items:
-        if not _renderable(target):
-            continue
-        key = keys.rendered(target.blob_key, number, f"{RENDER_VERSION}|{_canonical(params)}", params.media_type)
-        jobs.append((key, partial(rt.flight.get_or_compute, key, partial(_render_bytes, rt, target, number, params))))
-    rt.prefetch.submit(group, jobs, urgent=urgent)
+    wanted = [(_render_key(target, number, params), target, number) for target, number in items if _renderable(target)]
+    # Neighbours already in this process's memory need no job: on a warm series queueing them anyway
+    # cost a sixth of the server's time per scrolled frame.
+    cached = rt.cache.peek_many([key for key, _t, _n in wanted])
+    jobs = [
+        (key, partial(rt.flight.get_or_compute, key, partial(_compute_bytes, rt, target, number, params)))
+        for (key, target, number), hit in zip(wanted, cached)
+        if hit is None
+    ]
+    if jobs:
+        rt.prefetch.submit(group, jobs, urgent=urgent)
+
+
+async def _compute_bytes(rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams) -> bytes:
+    """A cache miss: tiles (a source region of a compressed frame) are cut from a decoded frame kept
+    per (frame, resolution level), decoded once for all concurrent tiles; everything else renders
+    whole."""
+    assert record.frame_info is not None
+    if is_tile_request(record.frame_info, params):
+        return await tile_bytes(rt, record, frame, params)
+    return await _render_bytes(rt, record, frame, params)
 
 
 async def _render_bytes(rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams) -> bytes:
@@ -213,34 +247,52 @@ async def _render_bytes(rt: Runtime, record: InstanceRecord, frame: int, params:
     Compressed frames rendered at full resolution keep their decoded pixels in memory, so a new
     window or zoom on the same frame skips the decoder (24 ms for a lossless J2K CT slice). HTJ2K
     with a smaller viewport decodes a reduced resolution instead, which is cheaper than any cache.
+    An instance with a rendition (archive/renditions.py) is decoded from its HTJ2K copy: the same
+    pixels (verified when it was made), a 1.3 ms decode, and reduced resolutions for small viewports.
     """
     info = record.frame_info
     assert info is not None
-    reduced_htj2k = params.viewport is not None and info.transfer_syntax_uid in HTJ2K_SYNTAXES
-    if info.transfer_syntax_uid in NATIVE_SYNTAXES or reduced_htj2k:
-        data = await rt.io(rt.archive.frame, record, frame)
-        body, _media = await rt.cpu(render_frame, data, info, frame - 1, params)
+    syntax = record.rendition.syntax if record.rendition is not None else info.transfer_syntax_uid
+    reduced_htj2k = params.viewport is not None and syntax in HTJ2K_SYNTAXES
+    if syntax in NATIVE_SYNTAXES or reduced_htj2k:
+        data, source_info = await rt.io(rt.archive.render_source, record, frame)
+        body, _decoded, times = await rt.cpu(render_staged, data, source_info, frame - 1, params)
+        _observe(syntax, times)
         return body
+    # Decoded pixels are the same from the original and from its rendition: one cache entry.
     dkey = keys.decoded(record.blob_key, frame)
     decoded = rt.decoded.get(dkey)
     if decoded is not None:
-        return await rt.cpu(render_decoded, decoded, info, frame - 1, params)
-    data = await rt.io(rt.archive.frame, record, frame)
-    body, decoded = await rt.cpu(decode_and_render, data, info, frame - 1, params)
+        body, _decoded, times = await rt.cpu(render_staged, b"", info, frame - 1, params, decoded=decoded)
+        _observe(syntax, times)
+        return body
+    data, source_info = await rt.io(rt.archive.render_source, record, frame)
+    body, decoded, times = await rt.cpu(render_staged, data, source_info, frame - 1, params)
+    _observe(syntax, times)
     rt.decoded.put(dkey, decoded, decoded.array.nbytes)
     return body
 
 
+def _observe(syntax: str, times: StageTimes) -> None:
+    observe_render(syntax, "decode", times.decode)
+    observe_render(syntax, "kernel", times.kernel)
+    observe_render(syntax, "encode", times.encode)
+
+
 async def _series_order(rt: Runtime, study: str, series: str) -> list[InstanceRecord]:
     """The series' instances in reading order, remembered per index generation."""
-    generation = await rt.io(rt.archive.index.generation)
+    now = time.monotonic()
     cached = rt.series_cache.get(series)
-    if cached is not None and cached[0] == generation:
-        return cached[1]
+    if cached is not None and now - cached[0] < 1.0:
+        return cached[2]  # re-checked at most once a second: prefetch order, not correctness
+    generation = await rt.io(rt.archive.index.generation)
+    if cached is not None and cached[1] == generation:
+        rt.series_cache[series] = (now, generation, cached[2])
+        return cached[2]
     records = await rt.io(rt.archive.index.instances, study, series)
     if len(rt.series_cache) > 256:
         rt.series_cache.clear()
-    rt.series_cache[series] = (generation, records)
+    rt.series_cache[series] = (now, generation, records)
     return records
 
 
@@ -293,73 +345,6 @@ async def _single(
     return Response(body, media_type=media_type, headers=_headers(etag, cache_control, started))
 
 
-async def _multipart(
-    request: Request,
-    rt: Runtime,
-    items: list[tuple[InstanceRecord, int]],
-    params: RenderParams,
-    cache_control: str,
-    started: float,
-) -> Response:
-    """multipart/related of the renderings of ``items``, each part with its Content-Location.
-
-    Renders up to one frame per CPU thread ahead of the one being sent, in order. The boundary is
-    derived from the ETag so equal representations are equal bytes (a strong validator).
-    """
-    etag = etag_of(items, params)
-    if _not_modified(request, etag):
-        return Response(status_code=304, headers=_headers(etag, cache_control, started))
-    from web.app import base_url
-
-    root = base_url(request)
-    query = f"?{request.url.query}" if request.url.query else ""
-    ahead = rt.settings.cpu_threads or os.cpu_count() or 2
-    todo = iter(items)
-    pending: deque[tuple[InstanceRecord, int, asyncio.Future[tuple[bytes, str]]]] = deque()
-
-    def fill() -> None:
-        while len(pending) < ahead:
-            item = next(todo, None)
-            if item is None:
-                return
-            pending.append((item[0], item[1], asyncio.ensure_future(rendered_image(rt, item[0], item[1], params))))
-
-    def cancel_pending() -> None:
-        for _record, _frame, task in pending:
-            task.cancel()
-            task.add_done_callback(_retrieve)  # a render that failed meanwhile is not "never retrieved"
-        pending.clear()
-
-    fill()
-    try:
-        # The first part is ready before the response starts, so its errors still get a status.
-        await pending[0][2]
-    except BaseException:
-        cancel_pending()
-        raise
-
-    async def parts() -> AsyncIterator[tuple[str, list[tuple[str, str]], Any]]:
-        try:
-            while pending:
-                record, frame, task = pending.popleft()
-                fill()
-                body, media_type = await task
-                location = (
-                    f"{root}/studies/{record.study_uid}/series/{record.series_uid}/instances/{record.sop_uid}"
-                    f"/frames/{frame}/rendered{query}"
-                )
-                yield media_type, [("Content-Location", location)], body
-        finally:
-            cancel_pending()
-
-    boundary = "tessera-" + etag.strip('"')
-    return StreamingResponse(
-        stream_parts(boundary, parts()),
-        media_type=f'multipart/related; type="{params.media_type}"; boundary={boundary}',
-        headers=_headers(etag, cache_control, started),
-    )
-
-
 # --- rendered -----------------------------------------------------------------------------------
 
 
@@ -390,7 +375,9 @@ async def frames_rendered(request: Request) -> Response:
     _check_frames(record, numbers)
     if len(numbers) == 1:
         return await _single(request, rt, record, numbers[0], params, IMMUTABLE, started)
-    return await _multipart(request, rt, [(record, n) for n in numbers], params, IMMUTABLE, started)
+    from web.stream import multipart_response  # web.stream builds on this module
+
+    return await multipart_response(request, rt, [(record, n) for n in numbers], params, IMMUTABLE, started)
 
 
 async def _images_in(rt: Runtime, study: str, series: str | None) -> list[InstanceRecord]:
@@ -401,20 +388,6 @@ async def _images_in(rt: Runtime, study: str, series: str | None) -> list[Instan
     for ts in {r.transfer_syntax_uid for r in records}:
         candidates(ts)  # one unsupported syntax is a 406 before the stream starts
     return records
-
-
-async def collection_rendered(request: Request) -> Response:
-    """GET /studies/{s}[/series/{r}]/rendered: multipart/related of each instance's first frame, in
-    series and instance order; instances without pixel data are left out."""
-    from web.app import runtime
-
-    started = time.perf_counter()
-    rt = runtime(request)
-    study = path_uid(request, "study")
-    series = path_uid(request, "series") if "series" in request.path_params else None
-    params = parse_request(request)
-    records = await _images_in(rt, study, series)
-    return await _multipart(request, rt, [(r, 1) for r in records], params, REVALIDATE, started)
 
 
 # --- thumbnails ---------------------------------------------------------------------------------
@@ -489,11 +462,11 @@ async def collection_thumbnail(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
+    """Instance and frame rendered resources and every thumbnail; the study and series rendered
+    streams live in ``web.stream``."""
     inst = "/studies/{study}/series/{series}/instances/{instance}"
     return [
-        Route("/studies/{study}/rendered", collection_rendered, methods=["GET"]),
         Route("/studies/{study}/thumbnail", collection_thumbnail, methods=["GET"]),
-        Route("/studies/{study}/series/{series}/rendered", collection_rendered, methods=["GET"]),
         Route("/studies/{study}/series/{series}/thumbnail", collection_thumbnail, methods=["GET"]),
         Route(inst + "/rendered", instance_rendered, methods=["GET"]),
         Route(inst + "/thumbnail", instance_thumbnail, methods=["GET"]),

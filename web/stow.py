@@ -38,6 +38,8 @@ async def store_instances(request: Request) -> Response:
         else:
             foreign += 1  # e.g. application/dicom+json metadata parts: not supported, reported below
     results = await rt.io(rt.archive.store, blobs, expected_study=study) if blobs else []
+    if rt.renditions is not None and any(r.ok for r in results):
+        rt.renditions.kick()  # new instances may need a rendition: look now, not at the next poll
     base = base_url(request)
     body, status = _response_body(results, foreign, base, study)
     for r in results:

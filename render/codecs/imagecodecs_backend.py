@@ -54,7 +54,9 @@ class ImagecodecsBackend:
                 container = 8 * (1 if info.bits_allocated <= 8 else 2)
                 if reduce and info.pixel_representation == 0 and info.bits_stored >= container:
                     reduce = 0  # see _unwrap_reduced: a full-range unsigned frame cannot be repaired
-                arr = _ic.htj2k_decode(data, skipres=reduce or None)
+                # planar=False: without the colour transform OpenJPH hands back (samples, rows, cols)
+                # by default (imagecodecs 2026.3.6); interleaved is what every other codec returns.
+                arr = _ic.htj2k_decode(data, skipres=reduce or None, planar=False)
                 if reduce:
                     arr = _unwrap_reduced(arr, info)
                 return finish(arr, info, j2k_output_photometric(data, info.photometric_interpretation),

@@ -182,6 +182,8 @@ def test_metrics_endpoint_and_prefetch(tmp_path: Path) -> None:
         assert metric(server.root, "tessera_cache_requests_total", result="hit") > hits
         text = httpx.get(server.root + "/metrics").text
         assert "tessera_render_seconds_bucket" in text
+        for stage in ("decode", "kernel", "encode", "total"):
+            assert f'stage="{stage}"' in text, stage
         assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None
     finally:
         stop_server(server)

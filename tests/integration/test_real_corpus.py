@@ -15,7 +15,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
 from pydicom.pixels import pixel_array
 
-from tests.conftest import BROKEN, CorpusFile, Server, corpus, start_server, stop_server
+from tests.conftest import BROKEN, CorpusFile, Server, corpus, start_server, stop_server, wait_for_renditions
 from tests.dicomweb_helpers import failure_reasons, split_multipart, stow
 
 FILES = [f for f in corpus() if f.name not in BROKEN]
@@ -42,6 +42,8 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         batch = UNIQUE[start : start + 10]
         response = stow(srv.url, [f.path.read_bytes() for f in batch])
         assert response.status_code == 200, response.text
+    # Let the background transcoder finish first: tests below count the blobs in storage.
+    wait_for_renditions(srv.data)
     yield srv
     stop_server(srv)
 

@@ -278,7 +278,7 @@ def test_series_rendered_is_multipart_with_content_locations(loaded: Loaded) -> 
     records = loaded.series["htj2k"]
     first = records[0]
     response = loaded.client.get(f"/dicomweb/studies/{first.study_uid}/series/{first.series_uid}/rendered",
-                                 params={"accept": "image/png", "viewport": "80,80"})
+                                 params={"accept": "image/png", "viewport": "80,80", "order": "sequential"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith('multipart/related; type="image/png"; boundary=')
     assert response.headers["cache-control"] == REVALIDATE
