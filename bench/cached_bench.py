@@ -24,11 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import resource
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
@@ -38,96 +34,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.dicomweb_client_load import build_stow_bodies, stow_series  # noqa: E402
-from bench.orthanc import orthanc  # noqa: E402
-from bench.procs import free_port  # noqa: E402
-from bench.render_bench import make_series  # noqa: E402
-from bench.tessera_server import tessera  # noqa: E402
+from bench.dicomweb_client_load import build_stow_bodies, stow_series
+from bench.orthanc import orthanc
+from bench.procs import free_port, listening_pid
+from bench.render_bench import make_series
+from bench.tessera_server import tessera
+from bench.wrk import run_wrk
 
 WORK = ROOT / "bench" / "work" / "cached"
 OUT = ROOT / "bench" / "out"
 
-LUA = r"""
-local paths = {}
-for line in io.lines(os.getenv("WRK_PATHS")) do paths[#paths + 1] = line end
-local counter = 0
-local bad = 0
-function setup(thread) thread:set("id", 0) end
-request = function()
-  counter = counter + 1
-  return wrk.format("GET", paths[(counter - 1) % #paths + 1], {["Accept"] = "image/jpeg"})
-end
-response = function(status, headers, body)
-  if status ~= 200 then bad = bad + 1 end
-end
-done = function(summary, latency, requests)
-  local out = io.open(os.getenv("WRK_JSON"), "w")
-  out:write(string.format(
-    '{"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "mean_us": %f, ' ..
-    '"errors": %d, "status_errors": %d, "bytes": %d}',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.mean,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status, summary.bytes))
-  out:close()
-end
-"""
 
-
-def server_cpu_seconds(pid: int) -> float:
-    """user+system CPU of pid and its descendants (uvicorn workers), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            for t in Path(f"/proc/{p}/task").iterdir():
-                children = (t / "children").read_text().split()
-                todo += [int(c) for c in children]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
-
-
-def listening_pid(port: int) -> int:
-    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
-    pids = [int(p) for p in re.findall(r"pid=(\d+)", out)]
-    return min(pids)
-
-
-def run_wrk(root: str, paths_file: Path, *, connections: int, seconds: float, server_pid: int) -> dict[str, Any]:
-    WORK.mkdir(parents=True, exist_ok=True)
-    lua = WORK / "paths.lua"
-    lua.write_text(LUA)
-    out = WORK / "wrk.json"
-    out.unlink(missing_ok=True)
-    env = {**os.environ, "WRK_PATHS": str(paths_file), "WRK_JSON": str(out)}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server_before = server_cpu_seconds(server_pid)
-    start = time.perf_counter()
-    subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s", "-s", str(lua), root],
-                   env=env, check=True, capture_output=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server_cpu = server_cpu_seconds(server_pid) - server_before
-    r = json.loads(out.read_text())
-    if r["errors"] or r["status_errors"]:
-        raise RuntimeError(f"wrk against {root}: {r['errors']} socket errors, {r['status_errors']} non-2xx")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    secs = r["duration_us"] / 1e6
-    return {
-        "rps": r["requests"] / secs,
-        "p50_ms": r["p50_us"] / 1000,
-        "p90_ms": r["p90_us"] / 1000,
-        "p99_ms": r["p99_us"] / 1000,
-        "requests": r["requests"],
-        "mean_body_kB": r["bytes"] / max(1, r["requests"]) / 1000,
-        "wrk_cpu_pct": 100 * cpu / wall,
-        "server_cpu_pct": 100 * server_cpu / secs,
-    }
 
 
 def write_paths(name: str, prefix: str, series: Any) -> Path:

@@ -150,3 +150,9 @@ def stop_process(proc: subprocess.Popen[bytes], *, grace_s: float = 10.0) -> Non
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=grace_s)
+
+
+def listening_pid(port: int) -> int:
+    """The pid listening on ``port`` on this machine (the lowest, for a server with workers)."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False).stdout
+    return min(int(p) for p in re.findall(r"pid=(\d+)", out))
