@@ -267,12 +267,6 @@ class SQLiteIndex(RenditionIndexMixin):
                 _bump_generation(conn)
         return results
 
-    def add(self, parsed: ParsedInstance, blob_key: str, size: int, *, overwrite: bool) -> StoreOutcome:
-        result = self.add_many([(parsed, blob_key, size)], overwrite=overwrite)[0]
-        if isinstance(result, ArchiveError):
-            raise result
-        return result
-
     def _add(
         self, conn: sqlite3.Connection, p: ParsedInstance, key: str, size: int, overwrite: bool
     ) -> tuple[StoreOutcome, int]:
@@ -451,7 +445,7 @@ class SQLiteIndex(RenditionIndexMixin):
         return [
             InstanceRecord(
                 r[0], r[1], r[2], r[3], r[4], r[5], r[6],
-                _frame_info(r[7]) if r[7] else None,
+                (_frame_info(r[7]) if len(r[7]) < 4096 else FrameInfo.from_json(r[7])) if r[7] else None,
                 decode_frame_table(r[8]),
                 Rendition(r[9], r[10], decode_spans(r[11])) if r[9] else None,
             )
@@ -487,9 +481,6 @@ class SQLiteIndex(RenditionIndexMixin):
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
-    def exists(self, level: str, uid: str) -> bool:
-        table, column = {"study": ("studies", "study_uid"), "series": ("series", "series_uid")}[level]
-        return self._conn().execute(f"SELECT 1 FROM {table} WHERE {column}=?", (uid,)).fetchone() is not None
 
 
 _ORDER = " ORDER BY st.pk, s.series_number, s.pk, i.instance_number, i.pk"
@@ -499,7 +490,8 @@ _ORDER = " ORDER BY st.pk, s.series_number, s.pk, i.instance_number, i.pk"
 def _frame_info(text: str) -> FrameInfo:
     """Parsed pixel descriptions, shared: the instances of a series mostly store identical JSON, and
     parsing it again for every row cost about 6 ms when a 500-slice series was listed. FrameInfo is
-    frozen, so sharing one object is safe."""
+    frozen, so sharing one object is safe. Only short descriptions are cached (LUTs and per-frame
+    groups make long, unique ones), which bounds the cache to a few hundred kilobytes."""
     return FrameInfo.from_json(text)
 
 

@@ -20,7 +20,6 @@ from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from archive.dicomjson import dataset_json
 from archive.errors import InstanceTooLarge, InvalidInstance, UnsupportedSyntax
@@ -117,10 +116,12 @@ def parse_instance(data: bytes, *, max_pixel_bytes: int) -> ParsedInstance:
     try:
         ds = dcmread(BytesIO(data), force=True)
         ds.get_item(0x00080016)  # force the header read of the first elements
-    except (InvalidDicomError, EOFError, ValueError, TypeError, struct.error, OSError) as exc:
+        sop_class = _uid_of(ds, 0x00080016, "SOPClassUID", "(0008,0016)")
+        sop_uid = _uid_of(ds, 0x00080018, "SOPInstanceUID", "(0008,0018)")
+    except InvalidInstance:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- pydicom raises many types, BytesLengthException is a bare Exception
         raise InvalidInstance(f"not a readable DICOM file: {exc}") from None
-    sop_class = _uid_of(ds, 0x00080016, "SOPClassUID", "(0008,0016)")
-    sop_uid = _uid_of(ds, 0x00080018, "SOPInstanceUID", "(0008,0018)")
     try:
         study_uid = _uid_of(ds, 0x0020000D, "StudyInstanceUID", "(0020,000D)")
         series_uid = _uid_of(ds, 0x0020000E, "SeriesInstanceUID", "(0020,000E)")
@@ -139,8 +140,10 @@ def parse_instance(data: bytes, *, max_pixel_bytes: int) -> ParsedInstance:
     except (InvalidInstance, InstanceTooLarge, UnsupportedSyntax) as exc:
         exc.sop_class_uid, exc.sop_instance_uid = sop_class, sop_uid
         raise
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, struct.error, OverflowError) as exc:
-        raise InvalidInstance(f"malformed DICOM data: {exc}", sop_class, sop_uid) from None
+    except Exception as exc:  # noqa: BLE001 -- any pydicom failure on a malformed element
+        # Whatever pydicom raised on a malformed element: this file is refused, the others beside it
+        # in the same request are not affected (PS3.18 10.5.3 FailureReason 0xC000).
+        raise InvalidInstance(f"malformed DICOM data: {type(exc).__name__}: {exc}", sop_class, sop_uid) from None
     return ParsedInstance(
         study_uid=study_uid,
         series_uid=series_uid,

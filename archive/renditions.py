@@ -297,7 +297,12 @@ class RenditionWorker:
         loop = asyncio.get_running_loop()
         walked = loop.time()
         while True:
-            page = await self._io(backlog.next_page)
+            try:
+                page = await self._io(backlog.next_page)
+            except Exception:
+                log.exception("rendition backlog query failed; retrying in %s s", self.idle_seconds)
+                await asyncio.sleep(self.idle_seconds)
+                continue
             if not page:
                 if not self.idle.is_set():  # the count scans the index: once per drained backlog
                     await self._refresh_gauge()
@@ -314,7 +319,12 @@ class RenditionWorker:
                 continue
             self.idle.clear()
             queue = iter(page)
-            await asyncio.gather(*(self._consume(queue) for _ in range(self.threads)))
+            results = await asyncio.gather(
+                *(self._consume(queue) for _ in range(self.threads)), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, Exception):
+                    log.error("rendition worker step failed", exc_info=result)
 
     async def _consume(self, queue: Any) -> None:
         for record in queue:  # a shared iterator: each record goes to exactly one consumer

@@ -93,8 +93,9 @@ class SingleFlight:
         redis = self.cache.redis
         if redis is not None:
             # Memory was peeked on the event loop already; only Redis needs the I/O pool.
-            value = (await self._io(self.cache.get_many, [key]))[0]
+            value = (await self._io(redis.get_many, [key]))[0]
             if value is not None:
+                self.cache.memory.put_many([(key, value)], ttl)
                 return value
         lease_key = keys.lease(key)
         token = os.urandom(8).hex()

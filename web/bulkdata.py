@@ -25,7 +25,7 @@ from web.errors import BadRequest, NotAcceptableRequest
 from web.multipart import new_boundary, start_parts
 
 _PATH_RE = re.compile(r"^[0-9A-Fa-f]{8}(/\d+/[0-9A-Fa-f]{8})*$")
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"^bytes=(\d{0,15})-(\d{0,15})$")
 OCTET = "application/octet-stream"
 
 

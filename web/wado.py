@@ -7,6 +7,7 @@ as stored whenever the client accepts them (``transfer-syntax=*``); conversions 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -154,13 +155,15 @@ async def retrieve_metadata(request: Request) -> Response:
     series = optional_uid(request, "series")
     sop = optional_uid(request, "instance")
     metas = await rt.io(rt.archive.index.metadata, study, series, sop)
-    body = ("[" + ",".join(metas) + "]").replace(BULK_URI_PREFIX, '"BulkDataURI":"' + base_url(request))
+    # The base comes from the Host header: escaped as JSON string content before it is spliced in.
+    base = json.dumps(base_url(request))[1:-1]
+    body = ("[" + ",".join(metas) + "]").replace(BULK_URI_PREFIX, '"BulkDataURI":"' + base)
     return dicom_json_response(body.encode("utf-8"))
 
 
 # --- frames -------------------------------------------------------------------------------------
 
-_FRAME_LIST_RE = re.compile(r"^\d+(,\d+)*$")
+_FRAME_LIST_RE = re.compile(r"^\d{1,9}(,\d{1,9})*$")  # bounded digits: int() of huge strings raises
 
 
 def parse_frame_list(text: str) -> list[int]:

@@ -206,3 +206,28 @@ def test_start_up_keeps_temporary_files_of_live_writers(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+def test_malformed_element_refuses_only_that_instance(client: TestClient) -> None:
+    from io import BytesIO
+
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    ds = pydicom.dcmread(BytesIO(make_instance(S1, 1, "CT", 4)))
+    # A 6-byte FD value: pydicom raises BytesLengthException (a bare Exception) when converting it.
+    ds[0x00189087] = RawDataElement(Tag(0x00189087), "FD", 6, b"\x00" * 6, 0, False, True)
+    bad = BytesIO()
+    ds.save_as(bad, enforce_file_format=True)
+    response = post(client, [bad.getvalue(), make_instance(S1, 1, "CT", 5)])
+    assert response.status_code == 202
+    assert failure_reasons(response.json()) == [0xC000]
+    assert len(response.json()["00081199"]["Value"]) == 1
+
+
+def test_absurd_frame_number_is_400(client: TestClient) -> None:
+    post(client, [make_instance(S1, 1, "CT", 1)])
+    url = f"/dicomweb/studies/{study_uid('S1')}/series/{series_uid('S1', 1)}/instances/{sop_uid('S1', 1, 1)}"
+    assert client.get(url + "/frames/" + "9" * 5000).status_code == 400
+    assert client.get(url + "/bulkdata/7FE00010", headers={"Range": "bytes=0-" + "9" * 5000}).status_code == 400
