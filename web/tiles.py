@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import time
 import weakref
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -82,7 +83,10 @@ async def tile_bytes(rt: Runtime, record: InstanceRecord, frame: int, params: Re
     """
     info = record.frame_info
     assert info is not None
-    decoded = await decoded_frame(rt, record, frame, tile_level(info, params))
+    # With an HTJ2K rendition the level comes from the rendition's syntax: it can decode just the
+    # resolution a zoomed-out tile needs, where the J2K original would decode full size.
+    source = info if record.rendition is None else replace(info, transfer_syntax_uid=record.rendition.syntax)
+    decoded = await decoded_frame(rt, record, frame, tile_level(source, params))
     return await rt.cpu(render_decoded, decoded, info, frame - 1, params)
 
 
@@ -118,10 +122,10 @@ async def decoded_frame(rt: Runtime, record: InstanceRecord, frame: int, level: 
 async def _decode(rt: Runtime, record: InstanceRecord, frame: int, level: int, key: str) -> DecodedFrame:
     info = record.frame_info
     assert info is not None
-    data = await rt.io(rt.archive.frame, record, frame)
+    data, source_info = await rt.io(rt.archive.render_source, record, frame)
     started = time.perf_counter()
-    decoded = await rt.cpu(decode_frame, data, info, reduce=level)
-    observe_render(info.transfer_syntax_uid, "decode", time.perf_counter() - started)
+    decoded = await rt.cpu(decode_frame, data, source_info, reduce=level)
+    observe_render(source_info.transfer_syntax_uid, "decode", time.perf_counter() - started)
     rt.decoded.put(key, decoded, decoded.array.nbytes)
     return decoded
 

@@ -192,3 +192,29 @@ def test_backlog_resumes_after_restart(tmp_path: Path) -> None:
         assert _etag(restarted, items[1], {"viewport": "16,16"}) != before[1]
     finally:
         stop_server(restarted)
+
+
+def test_tiles_of_an_instance_with_a_rendition_decode_the_rendition(tmp_path: Path) -> None:
+    from tests.integration.test_cache_http import metric
+
+    datasets = list(synth_series(modality="CT", rows=256, columns=256, slices=1, syntax="j2k", seed=11))
+    blob = io.BytesIO()
+    datasets[0].save_as(blob, enforce_file_format=True)
+    server = start_server(tmp_path / "data")
+    try:
+        assert stow(server.url, [blob.getvalue()]).status_code == 200
+        assert wait_for_renditions(tmp_path / "data") == 1
+        ds = datasets[0]
+        url = (
+            f"{server.url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/"
+            f"{ds.SOPInstanceUID}/rendered?viewport=64,64,0,0,128,128"
+        )
+        response = httpx.get(url)
+        assert response.status_code == 200
+        rendition = metric(server.root, "tessera_render_seconds_count", stage="decode",
+                           transfer_syntax="1.2.840.10008.1.2.4.202")
+        original = metric(server.root, "tessera_render_seconds_count", stage="decode",
+                          transfer_syntax="1.2.840.10008.1.2.4.90")
+        assert (rendition, original) == (1, 0)
+    finally:
+        stop_server(server)
