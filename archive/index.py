@@ -169,7 +169,7 @@ class SQLiteIndex(RenditionIndexMixin):
         self.durable = durable
         self._local = threading.local()
         self._thread_lock = threading.Lock()
-        self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._lock_fd: int | None = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._conn().executescript(_SCHEMA)  # executescript commits by itself: outside _connect
         with self._connect() as conn:
             # Re-read inside the write lock: several --workers processes may open a v1 index at once.
@@ -225,10 +225,14 @@ class SQLiteIndex(RenditionIndexMixin):
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        """Close this thread's connection and the writers' lock file."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # -- writes -----------------------------------------------------------------------------------
 

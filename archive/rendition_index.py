@@ -131,6 +131,12 @@ class RenditionIndexMixin:
                 "reason) SELECT ?, ?, ?, ?, ?, 'done', '' WHERE EXISTS (SELECT 1 FROM instances WHERE blob_key=?)",
                 (blob_key, rendition_key, syntax, encode_spans(frames), size, blob_key),
             )
+            if cur.rowcount > 0:
+                # Readers that remember a series' records (prefetch) re-read them when this changes,
+                # so they start using the new rendition. (Imported here: archive.index imports us.)
+                from archive.index import _bump_generation
+
+                _bump_generation(conn)
             return cur.rowcount > 0
 
     def skip_rendition(self, blob_key: str, syntax: str, reason: str) -> None:

@@ -88,6 +88,7 @@ class Runtime:
         await self.flight.drain()
         self.cache.close()
         self.shutdown()
+        self.archive.index.close()
 
     def shutdown(self) -> None:
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
