@@ -116,6 +116,10 @@ class StoreOutcome:
     previous_blob_key: str | None = None
 
 
+class StaleBlobError(ArchiveError):
+    """Raised by ``add_many`` when a reused key's row disappeared before the write transaction."""
+
+
 class InstanceConflictError(ArchiveError):
     """Raised by ``add`` when the SOP Instance UID is stored with other bytes and overwrite is off."""
 
@@ -124,7 +128,7 @@ class Index(Protocol):
     """What the archive and the web layer use of an index; SQLiteIndex implements it."""
 
     def add_many(
-        self, items: Sequence[tuple[ParsedInstance, str, int]], *, overwrite: bool
+        self, items: Sequence[tuple[ParsedInstance, str, int]], *, overwrite: bool, reused: frozenset[str] = ...
     ) -> list[StoreOutcome | ArchiveError]: ...
     def existing_blobs(self, sop_uids: list[str]) -> dict[str, str]: ...
     def instance(self, study: str, series: str | None, sop: str) -> InstanceRecord: ...
@@ -247,16 +251,25 @@ class SQLiteIndex(RenditionIndexMixin):
         return out
 
     def add_many(
-        self, items: Sequence[tuple[ParsedInstance, str, int]], *, overwrite: bool
+        self,
+        items: Sequence[tuple[ParsedInstance, str, int]],
+        *,
+        overwrite: bool,
+        reused: frozenset[str] = frozenset(),
     ) -> list[StoreOutcome | ArchiveError]:
-        """Index several stored blobs in one transaction; per item an outcome or the error it raised."""
+        """Index several stored blobs in one transaction; per item an outcome or the error it raised.
+
+        ``reused`` are keys the caller did not write because an identical copy was already indexed
+        under them; if that row is gone by now (a DELETE in between), the item fails with
+        StaleBlobError instead of pointing the index at a blob that may have been removed.
+        """
         results: list[StoreOutcome | ArchiveError] = []
         with self._connect() as conn:
             touched_studies: set[int] = set()
             for parsed, key, size in items:
                 conn.execute("SAVEPOINT item")
                 try:
-                    outcome, study_pk = self._add(conn, parsed, key, size, overwrite)
+                    outcome, study_pk = self._add(conn, parsed, key, size, overwrite, key in reused)
                 except ArchiveError as exc:
                     conn.execute("ROLLBACK TO item")
                     conn.execute("RELEASE item")
@@ -272,7 +285,7 @@ class SQLiteIndex(RenditionIndexMixin):
         return results
 
     def _add(
-        self, conn: sqlite3.Connection, p: ParsedInstance, key: str, size: int, overwrite: bool
+        self, conn: sqlite3.Connection, p: ParsedInstance, key: str, size: int, overwrite: bool, reused: bool
     ) -> tuple[StoreOutcome, int]:
         a = p.attributes
         existing = conn.execute(
@@ -281,6 +294,8 @@ class SQLiteIndex(RenditionIndexMixin):
             (p.sop_uid,),
         ).fetchone()
         previous = None
+        if reused and (existing is None or existing[1] != key):
+            raise StaleBlobError(f"the stored copy of SOP Instance {p.sop_uid} went away meanwhile")
         if existing is not None:
             if existing[1] == key:
                 study_pk = conn.execute("SELECT study_pk FROM instances WHERE pk=?", (existing[0],)).fetchone()[0]

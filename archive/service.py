@@ -21,7 +21,7 @@ from archive.errors import (
     NotFound,
     StudyMismatch,
 )
-from archive.index import InstanceConflictError, InstanceRecord, SQLiteIndex
+from archive.index import InstanceConflictError, InstanceRecord, SQLiteIndex, StaleBlobError, StoreOutcome
 from archive.parse import ParsedInstance, parse_instance
 from archive.storage import LocalStorage, derived_key, new_key
 from render.frameinfo import FrameInfo
@@ -101,9 +101,7 @@ class Archive:
                 return [r for r in results if r is not None]
         written = {key for key, _ in to_write}
         try:
-            outcomes = self.index.add_many(
-                [(parsed, key, len(data)) for _i, parsed, key, data in accepted], overwrite=self.config.overwrite
-            )
+            outcomes = self._index_items(accepted, written)
         except (OSError, sqlite3.Error) as exc:
             # The index refused the whole batch: drop the blobs written for it, nothing is half-stored.
             log.exception("indexing %d instances failed", len(accepted))
@@ -125,6 +123,33 @@ class Archive:
                 outcome.status, parsed.sop_class_uid, parsed.sop_uid, parsed.study_uid, parsed.series_uid
             )
         return [r for r in results if r is not None]
+
+    def _index_items(
+        self, accepted: list[tuple[int, ParsedInstance, str, bytes]], written: set[str]
+    ) -> list[StoreOutcome | ArchiveError]:
+        """Index the accepted items; an item whose reused copy was deleted meanwhile (a DELETE
+        between the duplicate check and the write transaction) is written afresh and indexed again.
+        ``accepted`` and ``written`` are updated with the fresh keys."""
+        reused = frozenset(key for _i, _p, key, _d in accepted if key not in written)
+        outcomes = self.index.add_many(
+            [(parsed, key, len(data)) for _i, parsed, key, data in accepted],
+            overwrite=self.config.overwrite,
+            reused=reused,
+        )
+        stale = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, StaleBlobError)]
+        if stale:
+            fresh = {n: new_key() for n in stale}
+            self.storage.put_many([(fresh[n], accepted[n][3]) for n in stale], durable=self.config.durable)
+            written.update(fresh.values())
+            for n in stale:
+                i, parsed, _key, data = accepted[n]
+                accepted[n] = (i, parsed, fresh[n], data)
+            again = self.index.add_many(
+                [(accepted[n][1], fresh[n], len(accepted[n][3])) for n in stale], overwrite=self.config.overwrite
+            )
+            for n, outcome in zip(stale, again):
+                outcomes[n] = outcome
+        return outcomes
 
     def _key_for(
         self, sop_uid: str, data: bytes, batch: dict[str, tuple[str, bytes]], existing: str | None

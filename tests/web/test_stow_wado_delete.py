@@ -231,3 +231,20 @@ def test_absurd_frame_number_is_400(client: TestClient) -> None:
     url = f"/dicomweb/studies/{study_uid('S1')}/series/{series_uid('S1', 1)}/instances/{sop_uid('S1', 1, 1)}"
     assert client.get(url + "/frames/" + "9" * 5000).status_code == 400
     assert client.get(url + "/bulkdata/7FE00010", headers={"Range": "bytes=0-" + "9" * 5000}).status_code == 400
+
+
+def test_resend_racing_a_delete_never_indexes_a_missing_blob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = Archive(tmp_path, ArchiveConfig(durable=False))
+    blob = make_instance(S1, 1, "CT", 1)
+    [first] = archive.store([blob])
+    old_key = archive.index.existing_blobs([first.sop_instance_uid])[first.sop_instance_uid]
+    # The resend's duplicate check saw the stored copy; a DELETE then removed row and file before the
+    # resend's write transaction.
+    monkeypatch.setattr(archive.index, "existing_blobs", lambda uids: {first.sop_instance_uid: old_key})
+    monkeypatch.setattr(archive.storage, "same_content", lambda key, data: True)
+    archive.delete(study_uid("S1"))
+    [again] = archive.store([blob])
+    assert again.status == "stored"
+    record = archive.index.instance(study_uid("S1"), series_uid("S1", 1), sop_uid("S1", 1, 1))
+    assert record.blob_key != old_key
+    assert archive.read_file(record) == blob
