@@ -139,6 +139,9 @@ class Query:
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The studies the caller may see (a referrer's grants, a share link's study); None = all. Applied
+    #: in the SQL, so nothing outside it is ever matched, counted or listed.
+    allowed_studies: frozenset[str] | None = None
 
 
 def resolve_attribute(name: str) -> tuple[str, str | None]:
@@ -331,6 +334,10 @@ def build_sql(q: Query) -> tuple[str, list[Any]]:
     }[q.level]
     where: list[str] = []
     params: list[Any] = []
+    if q.allowed_studies is not None:
+        allowed = sorted(q.allowed_studies)
+        where.append(f"st.study_uid IN ({', '.join('?' * len(allowed))})" if allowed else "0")
+        params.extend(allowed)
     if q.scope_study is not None:
         where.append("st.study_uid=?")
         params.append(q.scope_study)

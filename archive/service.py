@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -251,12 +252,21 @@ class Archive:
         self.storage.delete(key)
         self.storage.delete(derived_key(key, RENDITION_PURPOSE))
 
-    def sweep_orphans(self) -> int:
-        """Remove blobs the index does not reference (left by a crash between write and index)."""
+    def sweep_orphans(self, min_age_seconds: float = 3600.0) -> int:
+        """Remove blobs the index does not reference (left by a crash between write and index).
+
+        Only blobs older than ``min_age_seconds``: on a live server another worker may have written a
+        blob it has not indexed yet, and that takes milliseconds, never an hour.
+        """
+        cutoff = time.time() - min_age_seconds
         referenced = self.index.all_blob_keys()
         removed = 0
         for path in self.storage.objects.glob("*/*"):
-            if path.name not in referenced:
+            try:
+                old = path.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if old and path.name not in referenced:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed

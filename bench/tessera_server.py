@@ -70,7 +70,10 @@ def tessera(workdir: Path, *, port: int, fsync: bool, workers: int | None = None
     cmd = [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data", str(data)]
     if workers:
         cmd += ["--workers", str(workers)]
-    env = {**os.environ, "TESSERA_FSYNC": "1" if fsync else "0"}
+    # Orthanc runs with authentication off in these benchmarks, so Tessera gets anonymous admin access
+    # on its loopback bind (still checked and audited per request); set TESSERA_ANONYMOUS_ROLE= to
+    # measure with bearer tokens instead.
+    env = {"TESSERA_ANONYMOUS_ROLE": "admin", **os.environ, "TESSERA_FSYNC": "1" if fsync else "0"}
     log = (workdir / "tessera.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:

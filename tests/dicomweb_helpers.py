@@ -18,10 +18,10 @@ def multipart_body(blobs: list[bytes], part_type: str = "application/dicom") -> 
     return b"".join(chunks), f'multipart/related; type="{part_type}"; boundary={boundary}'
 
 
-def stow(url: str, blobs: list[bytes], study: str | None = None) -> httpx.Response:
+def stow(url: str, blobs: list[bytes], study: str | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
     body, content_type = multipart_body(blobs)
     target = f"{url}/studies" + (f"/{study}" if study else "")
-    return httpx.post(target, content=body, headers={"Content-Type": content_type}, timeout=60)
+    return httpx.post(target, content=body, headers={"Content-Type": content_type, **(headers or {})}, timeout=60)
 
 
 def split_multipart(response: httpx.Response) -> list[tuple[dict[str, str], bytes]]:

@@ -20,10 +20,14 @@ from functools import partial
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from archive.access import AccessStore
+from archive.audit import AuditLog
 from archive.renditions import RenditionPolicy, RenditionWorker
 from archive.service import Archive
 from cache.frames import DecodedFrameCache
@@ -32,7 +36,8 @@ from cache.prefetch import Prefetcher
 from cache.singleflight import SingleFlight
 from cache.tiered import TieredCache
 from render import kernels
-from web import errors, qido, rendered, stow, stream, tiles, wado
+from web import access, errors, qido, rendered, stow, stream, tiles, wado
+from web.auth import Authenticator, SecurityMiddleware, protect
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,10 @@ class Runtime:
         # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
         self.io_pool = ThreadPoolExecutor(max(8, 4 * cores), thread_name_prefix="tessera-io")
         self.ready = False
+        # Who may do what (tokens, share links, grants) and the append-only audit trail.
+        self.access = AccessStore(settings.data)
+        self.audit = AuditLog(settings.data / "audit")
+        self.authenticator = Authenticator(self.access, settings, self.io)
         # Background HTJ2K transcoder (archive/renditions.py), started once ready; lowest priority.
         self.renditions: RenditionWorker | None = None
         if settings.renditions:
@@ -89,6 +98,8 @@ class Runtime:
         self.cache.close()
         self.shutdown()
         self.archive.index.close()
+        self.access.close()
+        self.audit.close()
 
     def shutdown(self) -> None:
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
@@ -146,6 +157,7 @@ def tune_allocator() -> None:
 
 
 def create_app(settings: Settings, archive: Archive, cache: TieredCache | None = None) -> Starlette:
+    settings.check()
     tune_allocator()
     rt = Runtime(settings, archive, cache)
 
@@ -175,12 +187,32 @@ def create_app(settings: Settings, archive: Archive, cache: TieredCache | None =
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
             Mount(DICOMWEB_ROOT, routes=dicomweb_routes),
+            *access.routes(),
         ],
         exception_handlers=errors.exception_handlers(),  # type: ignore[arg-type]
         lifespan=lifespan,
+        middleware=_middleware(settings, rt),
     )
+    # Every route but the public ones checks the caller's role and scope and is audited (web/auth.py).
+    protect(app.router.routes, rt.audit)
     app.state.runtime = rt
     return app
+
+
+def _middleware(settings: Settings, rt: Runtime) -> list[Middleware]:
+    stack = []
+    if settings.cors_origins:
+        # Outside authentication, so a browser's preflight (which carries no credentials) is answered.
+        stack.append(Middleware(
+            CORSMiddleware,
+            allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "Range", "If-None-Match"],
+            expose_headers=["ETag", "Content-Location", "Content-Range"],
+            allow_credentials=False,
+        ))
+    stack.append(Middleware(SecurityMiddleware, auth=rt.authenticator, audit=rt.audit, settings=settings))
+    return stack
 
 
 def app_from_env() -> Starlette:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from archive.errors import ArchiveError
 from archive.service import Archive, ArchiveConfig, StoreResult
 from web.settings import Settings, SettingsError
 
@@ -46,6 +47,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         workers=getattr(args, "workers", None),
+        tls_cert=getattr(args, "tls_cert", None),
+        tls_key=getattr(args, "tls_key", None),
     )
 
 
@@ -56,7 +59,11 @@ def serve(settings: Settings, *, banner: str | None = None) -> None:
     settings.data.mkdir(parents=True, exist_ok=True)
     if banner:
         print(banner, flush=True)
-    common = {"host": settings.host, "port": settings.port, "log_level": "warning", "access_log": False}
+    settings.check()
+    common: dict[str, object] = {"host": settings.host, "port": settings.port, "log_level": "warning",
+                                 "access_log": False}
+    if settings.tls_cert:
+        common.update(ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
     if settings.workers == 0:
         settings = replace(settings, workers=os.cpu_count() or 1)
     if settings.workers > 1:
@@ -132,7 +139,6 @@ def _synth(args: argparse.Namespace) -> int:
 def renditions(settings: Settings, *, run: bool) -> int:
     """Print rendition progress (done, skipped, backlog, bytes); with ``run``, first work through the
     backlog in the foreground. Returns the exit status (1 when a server already holds the work)."""
-    from archive.errors import ArchiveError
     from archive.renditions import RenditionPolicy, run_backlog
 
     archive = build_archive(settings)
@@ -157,6 +163,103 @@ def renditions(settings: Settings, *, run: bool) -> int:
     return 0
 
 
+def _duration(text: str) -> float:
+    """Seconds in ``30d``, ``12h``, ``45m`` or ``90s`` (or a plain number of seconds)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip()
+    if text[-1:] in units and text[:-1].isdigit():
+        return float(int(text[:-1]) * units[text[-1]])
+    if text.isdigit():
+        return float(text)
+    raise ValueError(f"duration {text!r} is invalid: use e.g. 90s, 45m, 12h or 30d")
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _audit_cli(settings: Settings, event: str, detail: str, studies: list[str] | None = None) -> None:
+    from archive.audit import AuditLog, AuditRecord
+
+    log_ = AuditLog(settings.data / "audit")
+    log_.append(AuditRecord(event, 200, _cli_actor(), "admin", None, "local", "CLI", "", studies or [], detail=detail))
+    log_.close()
+
+
+def token_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``tessera token create|list|revoke``: API tokens stored hashed in the archive's access.sqlite."""
+    import datetime as dt
+
+    from archive.access import AccessStore
+
+    store = AccessStore(settings.data)
+    if args.token_command == "create":
+        expires = _duration(args.expires) if args.expires else None
+        record, token = store.create_token(args.name, args.role, expires)
+        _audit_cli(settings, "token", f"created token {record.id} ({record.name}, {record.role})")
+        when = dt.datetime.fromtimestamp(record.expires, dt.UTC).isoformat() if record.expires else "never"
+        print(f"token {record.id} for {record.name!r}, role {record.role}, expires {when}")
+        print("keep it secret: it is shown only now")
+        print(token)
+    elif args.token_command == "list":
+        for t in store.list_tokens():
+            state = "revoked" if t.revoked else "active"
+            exp = dt.datetime.fromtimestamp(t.expires, dt.UTC).isoformat(timespec="seconds") if t.expires else "never"
+            print(f"{t.id}  {t.role:<11}  {state:<7}  expires {exp:<25}  {t.name}")
+    else:
+        count = store.revoke_token(args.id)
+        _audit_cli(settings, "token", f"revoked {count} token(s) matching {args.id!r}")
+        print(f"revoked {count} token(s)")
+        return 0 if count else 1
+    return 0
+
+
+def share_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``tessera share link|grant|list|revoke``: share links and referrer grants."""
+    from archive.access import AccessStore
+
+    store = AccessStore(settings.data)
+    if args.share_command == "link":
+        link, token = store.create_share_link(args.study, _cli_actor(), _duration(args.expires))
+        _audit_cli(settings, "share", f"share link {link.id}", [args.study])
+        base = settings.public_url.rstrip("/") or f"http://{settings.host}:{settings.port}"
+        print(f"share link {link.id} for study {args.study}")
+        print(f"{base}/viewer/embed?study={args.study}#token={token}")
+    elif args.share_command == "grant":
+        store.grant(args.to, args.study, _cli_actor())
+        _audit_cli(settings, "share", f"granted to {args.to}", [args.study])
+        print(f"{args.to} may now read study {args.study}")
+    elif args.share_command == "list":
+        for s in store.list_share_links():
+            print(f"link  {s.id}  {'revoked' if s.revoked else 'active':<7}  {s.study_uid}")
+        for grantee, study in store.list_grants():
+            print(f"grant {grantee}  {study}")
+    else:
+        ok = store.revoke_share_link(args.id)
+        _audit_cli(settings, "share", f"revoked share link {args.id}")
+        print("revoked" if ok else "no such active share link")
+        return 0 if ok else 1
+    return 0
+
+
+def audit_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``tessera audit --since --until``: the audit trail as JSON lines on stdout."""
+    import json
+
+    from archive.audit import AuditLog, parse_when
+
+    since = parse_when(args.since) if args.since else None
+    until = parse_when(args.until) if args.until else None
+    for record in AuditLog(settings.data / "audit").read(since, until):
+        sys.stdout.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
+    return 0
+
+
 def demo(settings: Settings) -> None:
     """Load a synthetic CT study (once) and serve it."""
     from archive.synth import write_series
@@ -169,14 +272,23 @@ def demo(settings: Settings) -> None:
         write_series(series_dir / "mr", modality="MR", rows=256, columns=256, slices=24, syntax="explicit", seed=8)
         import_files(settings, [str(series_dir)])
         marker.write_text("ok\n")
+    from archive.access import AccessStore
+
+    # Each start makes a fresh admin token for the printed sign-in link and retires the previous one.
+    store = AccessStore(settings.data)
+    store.revoke_token("demo")
+    _record, token = store.create_token("demo", "admin", 7 * 86400)
     url = f"http://{settings.host}:{settings.port}"
-    serve(settings, banner=f"Tessera demo: {url}/dicomweb/studies (DICOMweb root {url}/dicomweb)")
+    serve(settings, banner=(f"Tessera demo: open {url}/viewer/#token={token}\n"
+                            f"(DICOMweb root {url}/dicomweb; send 'Authorization: Bearer {token}')"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tessera", description="Tessera cloud PACS image server")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run the DICOMweb server")
+    p_serve.add_argument("--tls-cert", help="PEM certificate: serve HTTPS (TESSERA_TLS_CERT)")
+    p_serve.add_argument("--tls-key", help="PEM private key (TESSERA_TLS_KEY)")
     p_demo = sub.add_parser("demo", help="load a synthetic demo study and serve it")
     for p in (p_serve, p_demo):
         p.add_argument("--host", help="address to bind (TESSERA_HOST, default 127.0.0.1)")
@@ -189,6 +301,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rend = sub.add_parser("renditions", help="fast-decode renditions: progress, or --run the backlog")
     p_rend.add_argument("--data", help="archive folder (TESSERA_DATA)")
     p_rend.add_argument("--run", action="store_true", help="transcode the backlog now, in the foreground")
+    p_token = sub.add_parser("token", help="API tokens: create, list, revoke")
+    tsub = p_token.add_subparsers(dest="token_command", required=True)
+    t_create = tsub.add_parser("create", help="create a token and print it (alone on the last line)")
+    t_create.add_argument("--role", required=True, choices=["admin", "radiologist", "uploader", "referrer"])
+    t_create.add_argument("--name", required=True, help="who or what holds it (shown in the audit trail)")
+    t_create.add_argument("--expires", help="lifetime, e.g. 90d, 12h (default: no expiry)")
+    tsub.add_parser("list", help="list tokens (never their secrets)")
+    t_revoke = tsub.add_parser("revoke", help="revoke a token by id, or every token of a name")
+    t_revoke.add_argument("id")
+    p_share = sub.add_parser("share", help="share links and referrer grants")
+    ssub = p_share.add_subparsers(dest="share_command", required=True)
+    s_link = ssub.add_parser("link", help="make an expiring link that reads one study")
+    s_link.add_argument("--study", required=True)
+    s_link.add_argument("--expires", default="7d", help="lifetime (default 7d)")
+    s_grant = ssub.add_parser("grant", help="let a referrer (by token name) read a study")
+    s_grant.add_argument("--study", required=True)
+    s_grant.add_argument("--to", required=True)
+    ssub.add_parser("list", help="list share links and grants")
+    s_revoke = ssub.add_parser("revoke", help="revoke a share link")
+    s_revoke.add_argument("id")
+    p_audit = sub.add_parser("audit", help="print the audit trail as JSON lines")
+    p_audit.add_argument("--since", help="ISO date/time (UTC unless given), or a time ago: 24h, 7d")
+    p_audit.add_argument("--until", help="ISO date/time, or a time ago: 1h")
+    for p in (t_create, t_revoke, s_link, s_grant, s_revoke, p_audit):
+        p.add_argument("--data", help="archive folder (TESSERA_DATA)")
+    tsub.choices["list"].add_argument("--data", help="archive folder (TESSERA_DATA)")
+    ssub.choices["list"].add_argument("--data", help="archive folder (TESSERA_DATA)")
     p_synth = sub.add_parser("synth", help="write a synthetic CT or MR series")
     p_synth.add_argument("--out", required=True, help="folder to write into")
     p_synth.add_argument("--modality", choices=["CT", "MR"], default="CT")
@@ -208,6 +347,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.data and "TESSERA_DATA" not in os.environ:
                 settings = Settings.from_env(data="./demo-data", host=args.host, port=args.port, workers=args.workers)
             demo(settings)
+        elif args.command == "token":
+            return token_command(settings, args)
+        elif args.command == "share":
+            return share_command(settings, args)
+        elif args.command == "audit":
+            return audit_command(settings, args)
         elif args.command == "renditions":
             return renditions(settings, run=args.run)
         elif args.command == "import":
@@ -216,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"tessera: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:
+    except (ValueError, ArchiveError) as exc:
         print(f"tessera: {exc}", file=sys.stderr)
         return 2
     return 0

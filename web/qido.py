@@ -6,6 +6,7 @@ malformed filter is a 400 naming it.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -30,6 +31,9 @@ def _search(level: str):  # type: ignore[no-untyped-def]
             series=optional_uid(request, "series"),
             max_limit=rt.settings.max_qido_limit,
         )
+        principal = request.scope.get("tessera.principal")
+        if principal is not None and principal.studies is not None:
+            query = replace(query, allowed_studies=principal.studies)
         results = await rt.io(_run, rt, query, base_url(request))
         return dicom_json_response(results)
 

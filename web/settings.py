@@ -68,6 +68,39 @@ class Settings:
     #: External base URL (scheme://host[:port]) used in RetrieveURL/BulkDataURI; empty = from the request.
     #: TESSERA_PUBLIC_URL.
     public_url: str = ""
+    #: Role given to callers without credentials (admin, radiologist, uploader, referrer); empty = none,
+    #: so every route but /healthz, sign-in and the viewer's static files needs credentials. Refused
+    #: unless ``host`` is a loopback address. TESSERA_ANONYMOUS_ROLE.
+    anonymous_role: str = ""
+    #: OpenID Connect issuer whose access tokens (JWT) are accepted; empty = OIDC off. TESSERA_OIDC_ISSUER.
+    oidc_issuer: str = ""
+    #: Audience (``aud``) the tokens must carry; empty = not checked. TESSERA_OIDC_AUDIENCE.
+    oidc_audience: str = ""
+    #: JWKS URL; empty = discovered from the issuer's /.well-known/openid-configuration. TESSERA_OIDC_JWKS_URL.
+    oidc_jwks_url: str = ""
+    #: Claim holding the caller's roles, a dotted path (e.g. ``realm_access.roles``). TESSERA_OIDC_ROLES_CLAIM.
+    oidc_roles_claim: str = "roles"
+    #: Claim naming the caller (in the audit trail, and the grantee name of referrer grants).
+    #: TESSERA_OIDC_NAME_CLAIM.
+    oidc_name_claim: str = "preferred_username"
+    #: Lifetime of a viewer session cookie in seconds (never beyond its token's expiry).
+    #: TESSERA_SESSION_SECONDS.
+    session_seconds: int = 12 * 3600
+    #: Seconds a process reuses a checked credential (a revoked token stops within this). TESSERA_AUTH_CACHE_SECONDS.
+    auth_cache_seconds: int = 2
+    #: Failed sign-ins per client address per minute before 429. TESSERA_SIGNIN_ATTEMPTS_PER_MINUTE.
+    signin_attempts_per_minute: int = 10
+    #: Origins allowed to call the API from a browser (CORS), comma-separated; empty = CORS off.
+    #: TESSERA_CORS_ORIGINS.
+    cors_origins: str = ""
+    #: CSP frame-ancestors of /viewer/embed: the portals allowed to embed the viewer (e.g.
+    #: ``https://portal.example.org``). TESSERA_FRAME_ANCESTORS.
+    frame_ancestors: str = "'self'"
+    #: Largest total size of a request's headers in bytes (431 above). TESSERA_MAX_HEADER_BYTES.
+    max_header_bytes: int = 32 << 10
+    #: PEM certificate and key files: serve HTTPS (and send HSTS). TESSERA_TLS_CERT, TESSERA_TLS_KEY.
+    tls_cert: str = ""
+    tls_key: str = ""
     #: Log level name. TESSERA_LOG_LEVEL.
     log_level: str = "INFO"
 
@@ -85,6 +118,20 @@ class Settings:
         if "data" in values:
             values["data"] = Path(str(values["data"]))
         return cls(**values)  # type: ignore[arg-type]
+
+    def check(self) -> None:
+        """Refuse combinations that would be unsafe. Raises SettingsError."""
+        from archive.access import ROLES
+
+        if self.anonymous_role:
+            if self.anonymous_role not in ROLES:
+                raise SettingsError(f"TESSERA_ANONYMOUS_ROLE: {self.anonymous_role!r} is not one of {', '.join(ROLES)}")
+            if self.host not in ("127.0.0.1", "::1", "localhost") and not self.host.startswith("127."):
+                raise SettingsError(
+                    f"TESSERA_ANONYMOUS_ROLE is only allowed on a loopback bind, not on {self.host!r}"
+                )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError("TESSERA_TLS_CERT and TESSERA_TLS_KEY must be given together")
 
     def to_env(self) -> dict[str, str]:
         """The same settings as TESSERA_* variables (for worker processes)."""

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from archive.service import StoreResult
+from web.auth import note_access
 from web.common import dicom_json_response, optional_uid
 from web.errors import BadRequest
 from web.multipart import read_related
@@ -40,6 +41,9 @@ async def store_instances(request: Request) -> Response:
     results = await rt.io(rt.archive.store, blobs, expected_study=study) if blobs else []
     if rt.renditions is not None and any(r.ok for r in results):
         rt.renditions.kick()  # new instances may need a rendition: look now, not at the next poll
+    stored = [r for r in results if r.ok]
+    note_access(request.scope, studies={r.study_uid for r in stored}, series={r.series_uid for r in stored},
+                instances=[r.sop_instance_uid for r in stored])
     base = base_url(request)
     body, status = _response_body(results, foreign, base, study)
     for r in results:

@@ -281,7 +281,13 @@ def test_failure_between_blob_and_index_leaves_archive_consistent(
     _consistent(archive)
     blobs = [p for p in (tmp_path / "objects").rglob("*") if p.is_file()]
     assert len(blobs) == 6  # three originals, three renditions: no orphan left
-    assert archive.sweep_orphans() == 0  # renditions are referenced blobs
+    assert archive.sweep_orphans(min_age_seconds=0) == 0  # renditions are referenced blobs
+    # A blob another worker wrote a moment ago and has not indexed yet is left alone.
+    fresh = tmp_path / "objects" / "zz" / "zz-not-yet-indexed"
+    fresh.parent.mkdir(parents=True, exist_ok=True)
+    fresh.write_bytes(b"x")
+    assert archive.sweep_orphans() == 0 and fresh.exists()
+    assert archive.sweep_orphans(min_age_seconds=0) == 1 and not fresh.exists()
 
 
 def test_sigkill_between_blob_and_index_then_resume(tmp_path: Path) -> None:

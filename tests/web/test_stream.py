@@ -78,7 +78,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     series = [r for r in study if r.series_uid == study[0].series_uid]
     assert len(series) == SLICES and len(study) == SLICES + 3
     multiframe = archive.index.instance(outcome.study_uid, outcome.series_uid, outcome.sop_instance_uid)
-    with TestClient(create_app(Settings(data=root), archive)) as client:
+    with TestClient(create_app(Settings(data=root, anonymous_role="admin"), archive)) as client:
         yield Loaded(client, archive, root, series, study, multiframe, large)
 
 
@@ -223,7 +223,7 @@ async def _stream_then_disconnect(app: Any, path: str, query: str, parts_before_
 
 def test_disconnect_stops_rendering(loaded: Loaded) -> None:
     # A runtime of its own: an empty cache and a render counter nothing else touches.
-    app = create_app(Settings(data=loaded.root, cpu_threads=2, prefetch_neighbours=0), loaded.archive)
+    app = create_app(Settings(data=loaded.root, anonymous_role="admin", cpu_threads=2, prefetch_neighbours=0), loaded.archive)
     rt = app.state.runtime
 
     async def run() -> tuple[int, int]:
@@ -276,7 +276,7 @@ def _decoded(result: str) -> float:
 
 
 def test_twenty_concurrent_tiles_decode_the_frame_once(loaded: Loaded) -> None:
-    app = create_app(Settings(data=loaded.root, prefetch_neighbours=0), loaded.archive)
+    app = create_app(Settings(data=loaded.root, anonymous_role="admin", prefetch_neighbours=0), loaded.archive)
     rt = app.state.runtime
     r = loaded.large
     base = f"/dicomweb/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_uid}/rendered"

@@ -1,0 +1,155 @@
+"""The audit trail: one JSON line per access to patient data, appended under ``<data>/audit/``.
+
+Each record says who (name, role, credential), when (UTC), what (event, study/series/instance UIDs,
+query), from where (client address) and the outcome, plus the DICOM PS3.15 Annex A.5 coding of the
+event (EventID, EventActionCode, EventOutcomeIndicator, EventTypeCode), so a record maps onto an audit
+message field by field.
+
+Append-only by construction: records go to one file per UTC day opened with O_APPEND, one ``write``
+per record (so records from several worker processes never interleave), mode 0600; nothing in the
+code base rewrites or deletes them and no route writes here except by appending. Must not know HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+#: event -> (EventID code, meaning, EventActionCode, EventTypeCode or None); codes from PS3.16 DCM.
+EVENTS: dict[str, tuple[str, str, str, tuple[str, str] | None]] = {
+    "search": ("110112", "Query", "E", None),
+    "retrieve": ("110104", "DICOM Instances Transferred", "R", None),
+    "render": ("110103", "DICOM Instances Accessed", "R", None),
+    "store": ("110104", "DICOM Instances Transferred", "C", None),
+    "delete": ("110103", "DICOM Instances Accessed", "D", None),
+    "share": ("110113", "Security Alert", "E", ("110135", "Object Security Attributes Changed")),
+    "token": ("110113", "Security Alert", "E", ("110137", "User Security Attributes Changed")),
+    "signin": ("110114", "User Authentication", "E", ("110122", "Login")),
+    "signout": ("110114", "User Authentication", "E", ("110123", "Logout")),
+    "audit": ("110101", "Audit Log Used", "R", None),
+    "describe": ("110100", "Application Activity", "R", None),
+    "monitor": ("110100", "Application Activity", "R", None),
+}
+
+
+def outcome_indicator(status: int) -> int:
+    """PS3.15 EventOutcomeIndicator: 0 success, 4 minor failure (refused request), 8 serious failure."""
+    if status < 400:
+        return 0
+    return 4 if status < 500 else 8
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    event: str
+    status: int
+    user: str | None
+    role: str | None
+    credential: str | None
+    client: str | None
+    method: str = ""
+    path: str = ""
+    studies: list[str] = field(default_factory=list)
+    series: list[str] = field(default_factory=list)
+    instances: list[str] = field(default_factory=list)
+    query: str | None = None
+    detail: str | None = None
+    time: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        event_id, meaning, action, type_code = EVENTS[self.event]
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(self.time, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "event": self.event,
+            "outcome": "success" if self.status < 400 else "failure",
+            "status": self.status,
+            "user": self.user,
+            "role": self.role,
+            "credential": self.credential,
+            "client": self.client,
+            "method": self.method,
+            "path": self.path,
+            "studies": self.studies,
+            "series": self.series,
+            "instances": self.instances,
+        }
+        if self.query is not None:
+            out["query"] = self.query
+        if self.detail is not None:
+            out["detail"] = self.detail
+        out["dicom"] = {
+            "EventID": {"code": event_id, "scheme": "DCM", "meaning": meaning},
+            "EventActionCode": action,
+            "EventOutcomeIndicator": outcome_indicator(self.status),
+            "EventTypeCode": (
+                {"code": type_code[0], "scheme": "DCM", "meaning": type_code[1]} if type_code else None
+            ),
+            "ActiveParticipant": {"UserID": self.user, "NetworkAccessPointID": self.client, "UserIsRequestor": True},
+            "ParticipantObjects": [{"type": "StudyInstanceUID", "id": uid} for uid in self.studies],
+        }
+        return out
+
+
+class AuditLog:
+    """Appends records to ``<dir>/audit-YYYY-MM-DD.jsonl``; reads them back by time range."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._day = ""
+        self._fd = -1
+
+    def append(self, record: AuditRecord) -> None:
+        line = (json.dumps(record.to_json(), separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        day = time.strftime("%Y-%m-%d", time.gmtime(record.time))
+        if day != self._day:
+            self._reopen(day)
+        os.write(self._fd, line)  # one write with O_APPEND: atomic position, never interleaved
+
+    def _reopen(self, day: str) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        path = self.folder / f"audit-{day}.jsonl"
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._day = day
+
+    def read(self, since: datetime | None = None, until: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Records with ``since <= time < until`` (UTC), oldest first."""
+        low = since.timestamp() if since else float("-inf")
+        high = until.timestamp() if until else float("inf")
+        for path in sorted(self.folder.glob("audit-*.jsonl")):
+            day = datetime.strptime(path.stem[len("audit-"):], "%Y-%m-%d").replace(tzinfo=UTC)
+            if day.timestamp() + 86400 <= low or day.timestamp() >= high:
+                continue
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    if not line.endswith("\n"):
+                        continue  # a record still being written by another process
+                    record = json.loads(line)
+                    stamp = datetime.fromisoformat(record["time"]).timestamp()
+                    if low <= stamp < high:
+                        yield record
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO date or date-time (UTC when no offset), or a time ago: ``2h``, ``7d`` (or ``-2h``).
+
+    Raises ValueError."""
+    text = text.strip()
+    ago = text.removeprefix("-")
+    if ago[-1:] in ("s", "m", "h", "d") and ago[:-1].isdigit():
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[ago[-1]]
+        return datetime.now(UTC) - timedelta(seconds=int(ago[:-1]) * unit)
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
