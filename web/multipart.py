@@ -26,7 +26,10 @@ class Part:
 
 def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
     """('type/subtype' lower-cased, parameters with lower-cased names and unquoted values)."""
-    media, params = parse_options_header(value or "")
+    # Headers arrive as latin-1, but a query parameter (rendered ``accept``) can hold any character,
+    # which python-multipart's parser cannot encode: those become '?' (no media type has them).
+    value = (value or "").encode("latin-1", "replace").decode("latin-1")
+    media, params = parse_options_header(value)
     return media.decode("latin-1").strip().lower(), {
         k.decode("latin-1").lower(): v.decode("latin-1") for k, v in params.items()
     }

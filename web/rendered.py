@@ -56,6 +56,9 @@ IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
 #: Sup 203: a thumbnail fits this box unless ``viewport`` says otherwise; it is never enlarged.
 THUMBNAIL_BOX = 128
+#: Largest output box a ``viewport`` may ask for (the output can be enlarged up to it): 8192x8192.
+MAX_OUTPUT_SIDE = 8192
+MAX_OUTPUT_PIXELS = MAX_OUTPUT_SIDE * MAX_OUTPUT_SIDE
 
 _PARAMETERS = ("window", "viewport", "quality", "annotation", "iccprofile", "accept")
 _ICC_ACCEPTED = ("no",)
@@ -106,7 +109,16 @@ def parse_request(request: Request, allowed: tuple[str, ...] = _PARAMETERS) -> R
         raise BadRequest(f"iccprofile: {icc[:40]!r} is not supported: only 'no' (no ICC profile embedded)")
     accept = query.get("accept") or request.headers.get("accept", "")
     media = negotiate_media_type(accept)
-    return parse_render_params(query.get("window"), query.get("viewport"), query.get("quality"), media)
+    params = parse_render_params(query.get("window"), query.get("viewport"), query.get("quality"), media)
+    v = params.viewport
+    if v is not None and v.vw * v.vh > MAX_OUTPUT_PIXELS:
+        # The output fits vw x vh and may enlarge the source: an unbounded box is an allocation of
+        # gigabytes (viewport=60000,60000 of a 64x64 frame held 4 GB and a core for minutes).
+        raise BadRequest(
+            f"viewport: {v.vw}x{v.vh} is {v.vw * v.vh} pixels, above the limit of {MAX_OUTPUT_PIXELS} "
+            f"({MAX_OUTPUT_SIDE}x{MAX_OUTPUT_SIDE})"
+        )
+    return params
 
 
 # --- validators ---------------------------------------------------------------------------------
