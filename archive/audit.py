@@ -38,6 +38,9 @@ EVENTS: dict[str, tuple[str, str, str, tuple[str, str] | None]] = {
 }
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def outcome_indicator(status: int) -> int:
     """PS3.15 EventOutcomeIndicator: 0 success, 4 minor failure (refused request), 8 serious failure."""
     if status < 400:
@@ -62,38 +65,43 @@ class AuditRecord:
     detail: str | None = None
     time: float = field(default_factory=time.time)
 
-    def to_json(self) -> dict[str, Any]:
-        event_id, meaning, action, type_code = EVENTS[self.event]
-        out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(self.time, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "event": self.event,
-            "outcome": "success" if self.status < 400 else "failure",
-            "status": self.status,
-            "user": self.user,
-            "role": self.role,
-            "credential": self.credential,
-            "client": self.client,
-            "method": self.method,
-            "path": self.path,
-            "studies": self.studies,
-            "series": self.series,
-            "instances": self.instances,
+    def stored(self) -> dict[str, Any]:
+        """The record as it is written: flat, only what happened (the DICOM coding follows from it)."""
+        out = {
+            "time": _iso(self.time), "event": self.event, "status": self.status, "user": self.user,
+            "role": self.role, "credential": self.credential, "client": self.client, "method": self.method,
+            "path": self.path, "studies": self.studies, "series": self.series, "instances": self.instances,
         }
         if self.query is not None:
             out["query"] = self.query
         if self.detail is not None:
             out["detail"] = self.detail
-        out["dicom"] = {
+        return out
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def with_dicom_coding(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored record plus ``outcome`` and its PS3.15 A.5 coding: EventID, EventActionCode,
+    EventOutcomeIndicator, EventTypeCode, the requesting participant and the studies as participant
+    objects. Computed when exported, so the request path writes only the facts."""
+    event_id, meaning, action, type_code = EVENTS[stored["event"]]
+    status = stored["status"]
+    return {
+        **stored,
+        "outcome": "success" if status < 400 else "failure",
+        "dicom": {
             "EventID": {"code": event_id, "scheme": "DCM", "meaning": meaning},
             "EventActionCode": action,
-            "EventOutcomeIndicator": outcome_indicator(self.status),
-            "EventTypeCode": (
-                {"code": type_code[0], "scheme": "DCM", "meaning": type_code[1]} if type_code else None
-            ),
-            "ActiveParticipant": {"UserID": self.user, "NetworkAccessPointID": self.client, "UserIsRequestor": True},
-            "ParticipantObjects": [{"type": "StudyInstanceUID", "id": uid} for uid in self.studies],
-        }
-        return out
+            "EventOutcomeIndicator": outcome_indicator(status),
+            "EventTypeCode": {"code": type_code[0], "scheme": "DCM", "meaning": type_code[1]} if type_code else None,
+            "ActiveParticipant": {"UserID": stored["user"], "NetworkAccessPointID": stored["client"],
+                                  "UserIsRequestor": True},
+            "ParticipantObjects": [{"type": "StudyInstanceUID", "id": uid} for uid in stored["studies"]],
+        },
+    }
 
 
 class AuditLog:
@@ -106,7 +114,7 @@ class AuditLog:
         self._fd = -1
 
     def append(self, record: AuditRecord) -> None:
-        line = (json.dumps(record.to_json(), separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        line = (_ENCODE(record.stored()) + "\n").encode()
         day = time.strftime("%Y-%m-%d", time.gmtime(record.time))
         if day != self._day:
             self._reopen(day)
@@ -134,7 +142,7 @@ class AuditLog:
                     record = json.loads(line)
                     stamp = datetime.fromisoformat(record["time"]).timestamp()
                     if low <= stamp < high:
-                        yield record
+                        yield with_dicom_coding(record)
 
     def close(self) -> None:
         if self._fd >= 0:

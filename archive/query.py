@@ -257,10 +257,16 @@ def _parse_filter(attr: Attr, raw: str, key: str) -> Filter | None:
     if attr.vr in ("IS", "US"):
         numbers = []
         for part in re.split(r"[,\\]", value):
+            low, high = (0, 65535) if attr.vr == "US" else (-(2**31), 2**31 - 1)  # PS3.5 6.2 ranges
             try:
-                numbers.append(int(part))
+                number = int(part) if len(part.strip()) <= 12 else None
             except ValueError:
-                raise InvalidQuery(f"{key}: value {part!r} is invalid: must be an integer") from None
+                number = None
+            if number is None or not low <= number <= high:
+                raise InvalidQuery(
+                    f"{key}: value {part[:40]!r} is invalid: must be an integer from {low} to {high} ({attr.vr})"
+                )
+            numbers.append(number)
         return Filter(attr, "values", tuple(numbers))
     if "*" in value or "?" in value:
         return Filter(attr, "wildcard", (value,))

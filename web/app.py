@@ -24,7 +24,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 
 from archive.access import AccessStore
 from archive.audit import AuditLog
@@ -36,7 +36,7 @@ from cache.prefetch import Prefetcher
 from cache.singleflight import SingleFlight
 from cache.tiered import TieredCache
 from render import kernels
-from web import access, errors, qido, rendered, stow, stream, tiles, wado
+from web import access, errors, openapi, qido, rendered, stow, stream, tiles, wado
 from web.auth import Authenticator, SecurityMiddleware, protect
 from web.settings import Settings
 
@@ -186,7 +186,10 @@ def create_app(settings: Settings, archive: Archive, cache: TieredCache | None =
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
-            Mount(DICOMWEB_ROOT, routes=dicomweb_routes),
+            *openapi.routes(),
+            # No trailing-slash redirects under the DICOMweb root: a client following one for
+            # DELETE .../studies/{s}/ would delete the study; an unknown path is simply a 404.
+            Mount(DICOMWEB_ROOT, app=Router(dicomweb_routes, redirect_slashes=False)),
             *access.routes(),
         ],
         exception_handlers=errors.exception_handlers(),  # type: ignore[arg-type]

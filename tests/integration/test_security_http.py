@@ -22,6 +22,7 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from starlette.routing import Mount, Route
 
+from archive.audit import AuditLog
 from archive.synth import synth_series
 from tests.conftest import Server, make_token, start_server, stop_server
 from tests.dicomweb_helpers import stow
@@ -92,10 +93,8 @@ class Secured:
         return {"Authorization": f"Bearer {token}"}
 
     def audit(self) -> list[dict]:
-        lines = []
-        for path in sorted((self.server.data / "audit").glob("audit-*.jsonl")):
-            lines += [json.loads(line) for line in path.read_text().splitlines()]
-        return lines
+        """Every record so far, as exported (with its PS3.15 coding)."""
+        return list(AuditLog(self.server.data / "audit").read())
 
 
 def _uids(blob: bytes) -> tuple[str, str, str]:
