@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import sqlite3
 import threading
@@ -36,6 +37,9 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS share_links (
     id TEXT PRIMARY KEY, study_uid TEXT NOT NULL, secret_sha256 TEXT NOT NULL, created_by TEXT NOT NULL,
     created REAL NOT NULL, expires REAL NOT NULL, revoked REAL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, credential TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL, ended REAL
 );
 CREATE TABLE IF NOT EXISTS grants (
     grantee TEXT NOT NULL, study_uid TEXT NOT NULL, created_by TEXT NOT NULL, created REAL NOT NULL,
@@ -89,7 +93,7 @@ def _digest(secret: str) -> str:
 
 def split_token(text: str) -> tuple[str, str, str] | None:
     """(kind, id, secret) of a Tessera token, or None when ``text`` is not shaped like one."""
-    if not text.startswith(_PREFIX) or len(text) > 200:
+    if not text.startswith(_PREFIX) or len(text) > 200 or not text.isascii():
         return None
     body = text[len(_PREFIX):]
     head, sep, secret = body.partition("_")
@@ -104,6 +108,10 @@ class AccessStore:
     def __init__(self, data: Path) -> None:
         data.mkdir(parents=True, exist_ok=True)
         self.path = data / "access.sqlite"
+        # Owner-only: it holds the session signing key and the token hashes. SQLite gives its -wal and
+        # -shm files the database file's mode, so creating it 0600 covers them too.
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
+        os.chmod(self.path, 0o600)
         self._local = threading.local()
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
@@ -131,9 +139,11 @@ class AccessStore:
             raise AccessError(f"role {role!r} is not one of {', '.join(ROLES)}")
         if not name or len(name) > 128:
             raise AccessError("name must be 1 to 128 characters")
+        if expires_in is not None and expires_in <= 0:
+            raise AccessError("a token's lifetime must be above 0 seconds (or no expiry)")
         token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         now = time.time()
-        expires = now + expires_in if expires_in else None
+        expires = now + expires_in if expires_in is not None else None
         with self._connect() as conn:
             conn.execute(
                 "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, NULL)", (token_id, name, role, _digest(secret), now, expires)
@@ -198,6 +208,34 @@ class AccessStore:
     def list_grants(self) -> list[tuple[str, str]]:
         with self._connect() as conn:
             return [(r[0], r[1]) for r in conn.execute("SELECT grantee, study_uid FROM grants ORDER BY grantee")]
+
+    # --- viewer sessions ---------------------------------------------------------------------------
+
+    def create_session(self, credential: str, expires: float) -> str:
+        """A server-side session for ``credential`` (a token or share link id); returns its id."""
+        session_id = secrets.token_urlsafe(24)
+        with self._connect() as conn:
+            conn.execute("DELETE FROM sessions WHERE expires < ?", (time.time() - 86400,))
+            conn.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, NULL)", (session_id, credential, time.time(), expires))
+        return session_id
+
+    def end_session(self, session_id: str) -> None:
+        with self._connect() as conn:
+            conn.execute("UPDATE sessions SET ended=? WHERE id=? AND ended IS NULL", (time.time(), session_id))
+
+    def resolve_session(self, session_id: str, now: float | None = None) -> Principal | None:
+        """The caller of a live session (not ended, not expired, its credential still valid), or None."""
+        now = time.time() if now is None else now
+        with self._connect() as conn:
+            row = conn.execute("SELECT credential, expires, ended FROM sessions WHERE id=?", (session_id,)).fetchone()
+        if row is None or row[2] is not None or row[1] <= now:
+            return None
+        principal = self.resolve_id(row[0][:1], row[0][1:], None, now)
+        if principal is None:
+            return None
+        expires = row[1] if principal.expires is None else min(row[1], principal.expires)
+        return Principal(principal.name, principal.role, principal.kind, principal.credential_id, principal.studies,
+                         expires)
 
     # --- resolving credentials ----------------------------------------------------------------------
 

@@ -139,7 +139,10 @@ class AuditLog:
                 for line in fh:
                     if not line.endswith("\n"):
                         continue  # a record still being written by another process
-                    record = json.loads(line)
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue  # a torn line (a crash mid-write) is skipped, not fatal to the export
                     stamp = datetime.fromisoformat(record["time"]).timestamp()
                     if low <= stamp < high:
                         yield with_dicom_coding(record)
@@ -158,6 +161,9 @@ def parse_when(text: str) -> datetime:
     ago = text.removeprefix("-")
     if ago[-1:] in ("s", "m", "h", "d") and ago[:-1].isdigit():
         unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[ago[-1]]
-        return datetime.now(UTC) - timedelta(seconds=int(ago[:-1]) * unit)
+        seconds = int(ago[:-1]) * unit
+        if seconds > 100 * 366 * 86400:
+            raise ValueError(f"{text!r} is more than a hundred years ago")
+        return datetime.now(UTC) - timedelta(seconds=seconds)
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)

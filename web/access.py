@@ -75,9 +75,10 @@ async def create_session(request: Request) -> Response:
         expires = time.time() + lifetime
         if principal.expires is not None:
             expires = min(expires, principal.expires)
+        session_id = await rt.io(rt.access.create_session, principal.credential_id, expires)
         response = Response(status_code=204)
         response.set_cookie(
-            SESSION_COOKIE, auth.sessions.encode(principal.credential_id, expires), max_age=int(expires - time.time()),
+            SESSION_COOKIE, auth.sessions.encode(session_id), max_age=int(expires - time.time()),
             path="/", httponly=True, samesite="strict", secure=True,
         )
         record.status = 204
@@ -92,9 +93,16 @@ async def create_session(request: Request) -> Response:
 async def delete_session(request: Request) -> Response:
     from web.app import runtime
 
+    rt = runtime(request)
     principal: Principal | None = request.scope.get("tessera.principal")
-    record = new_record(request.scope, "signout", principal, 204)
-    runtime(request).audit.append(record)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        # The session ends on the server, not only in this browser: a copied cookie stops working.
+        session_id = rt.authenticator.sessions.decode(cookie)
+        if session_id is not None:
+            await rt.io(rt.access.end_session, session_id)
+        rt.authenticator.forget(cookie)
+    rt.audit.append(new_record(request.scope, "signout", principal, 204))
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=True)
     return response

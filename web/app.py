@@ -100,6 +100,7 @@ class Runtime:
         self.archive.index.close()
         self.access.close()
         self.audit.close()
+        self.authenticator.close()
 
     def shutdown(self) -> None:
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)

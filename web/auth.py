@@ -14,6 +14,7 @@ outcome, when the response is done. Must not hold domain logic: scope reaches qu
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -21,14 +22,16 @@ import json
 import logging
 import time
 import urllib.request
-from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.routing import BaseRoute, Mount, Route
 
 from archive.access import ROLES, SHARE_ROLE, AccessStore, Principal
 from archive.audit import AuditLog, AuditRecord
+from web.settings import Settings
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -49,6 +52,8 @@ PUBLIC_EXACT = frozenset({"/healthz", "/auth/session", "/auth/whoami", "/viewer"
 PUBLIC_PREFIX = "/viewer/"
 SESSION_COOKIE = "tessera_session"
 _QIDO_LEAVES = ("/studies", "/series", "/instances")
+_MAX_LOGGED = 512  # characters of a path or query kept in an audit record (UIDs fit many times over)
+_MAX_URL = 8192  # longest path + query string served (414 above): no DICOMweb URL comes near it
 _JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"]
 
 
@@ -81,7 +86,7 @@ class FailureLimiter:
 
     def __init__(self, limit: int, window: float = 60.0) -> None:
         self.limit, self.window = limit, window
-        self._fails: dict[str, deque[float]] = {}
+        self._fails: OrderedDict[str, deque[float]] = OrderedDict()
 
     def retry_after(self, client: str) -> float:
         """Seconds until ``client`` may try again (0 = now)."""
@@ -96,30 +101,32 @@ class FailureLimiter:
         return max(0.0, fails[0] + self.window - now)
 
     def fail(self, client: str) -> None:
-        if len(self._fails) > 10000:
-            self._fails.clear()  # bounded memory under a spray of addresses
-        self._fails.setdefault(client, deque()).append(time.monotonic())
+        fails = self._fails.get(client)
+        if fails is None:
+            if len(self._fails) >= 10000:
+                self._fails.popitem(last=False)  # bounded memory: forget the least recent address
+            fails = self._fails[client] = deque(maxlen=self.limit)
+        self._fails.move_to_end(client)
+        fails.append(time.monotonic())
 
 
 class SessionCodec:
-    """Session cookies: ``<credential>.<expiry>.<HMAC-SHA256>``; the credential is re-checked on use,
-    so revoking the token or share link ends its sessions."""
+    """Session cookies: ``<session id>.<HMAC-SHA256 of it>``. The session lives server-side
+    (``AccessStore.create_session``): signing out ends it, and revoking its token or share link ends
+    it too, since the credential is re-checked on use."""
 
     def __init__(self, key: bytes) -> None:
         self.key = key
 
-    def encode(self, credential: str, expires: float) -> str:
-        body = f"{credential}.{int(expires)}"
-        return body + "." + self._sign(body)
+    def encode(self, session_id: str) -> str:
+        return session_id + "." + self._sign(session_id)
 
-    def decode(self, value: str, now: float | None = None) -> str | None:
-        body, _, sig = value.rpartition(".")
-        credential, _, expiry = body.partition(".")
-        if not sig or not expiry.isdigit() or not hmac.compare_digest(sig, self._sign(body)):
+    def decode(self, value: str) -> str | None:
+        """The session id of a well-signed cookie value, else None."""
+        session_id, _, sig = value.rpartition(".")
+        if not sig or not value.isascii() or len(value) > 200 or not hmac.compare_digest(sig, self._sign(session_id)):
             return None
-        if int(expiry) <= (time.time() if now is None else now):
-            return None
-        return credential
+        return session_id
 
     def _sign(self, body: str) -> str:
         mac = hmac.new(self.key, body.encode(), hashlib.sha256).digest()
@@ -134,7 +141,7 @@ class OidcVerifier:
                  store: AccessStore) -> None:
         import jwt
 
-        self.issuer, self.audience = issuer.rstrip("/"), audience or None
+        self.issuer, self.audience = issuer, audience
         self.roles_claim, self.name_claim, self.store = roles_claim, name_claim, store
         self._jwt = jwt
         self._jwks_url = jwks_url
@@ -144,7 +151,8 @@ class OidcVerifier:
         if self._client is None:
             url = self._jwks_url
             if not url:
-                with urllib.request.urlopen(self.issuer + "/.well-known/openid-configuration", timeout=10) as resp:
+                discovery = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+                with urllib.request.urlopen(discovery, timeout=10) as resp:
                     url = json.load(resp)["jwks_uri"]
             self._client = self._jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=10)
         return self._client
@@ -155,7 +163,7 @@ class OidcVerifier:
             key = self._keys().get_signing_key_from_jwt(token).key
             claims = self._jwt.decode(
                 token, key, algorithms=_JWT_ALGORITHMS, audience=self.audience, issuer=self.issuer,
-                options={"require": ["exp", "iss", "sub"], "verify_aud": self.audience is not None}, leeway=30,
+                options={"require": ["exp", "iss", "sub", "aud"]}, leeway=30,
             )
         except (self._jwt.PyJWTError, OSError, KeyError, ValueError) as exc:
             log.info("OIDC token refused: %s", type(exc).__name__)
@@ -165,8 +173,10 @@ class OidcVerifier:
             value = value.get(part) if isinstance(value, dict) else None
         granted = {value} if isinstance(value, str) else set(value) if isinstance(value, list) else set()
         role = next((r for r in ROLES if r in granted), "")
-        name = str(claims.get(self.name_claim) or claims["sub"])
-        studies = self.store.granted_studies(name) if role == "referrer" else None
+        name = str(claims.get(self.name_claim) or claims["sub"])[:128]
+        # Grants to OIDC users are named "oidc:<name>", apart from API-token names, so an identity
+        # provider's user cannot take over a token holder's grants by picking the same name.
+        studies = self.store.granted_studies("oidc:" + name) if role == "referrer" else None
         return Principal(name, role, "oidc", "oidc:" + str(claims["sub"])[:64], studies, float(claims["exp"]))
 
 
@@ -180,16 +190,21 @@ class Authenticator:
     """Turns request credentials into a Principal; resolved credentials are cached for
     ``cache_seconds`` per process (so a revoked token stops working within that time)."""
 
-    def __init__(self, store: AccessStore, settings: Any, io: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, store: AccessStore, settings: Settings, io: Callable[..., Awaitable[Any]]) -> None:
         self.store, self.settings, self.io = store, settings, io
         self.sessions = SessionCodec(store.session_key)
         self.limiter = FailureLimiter(settings.signin_attempts_per_minute)
         self.oidc: OidcVerifier | None = None
+        self._oidc_pool: ThreadPoolExecutor | None = None
         if settings.oidc_issuer:
             self.oidc = OidcVerifier(settings.oidc_issuer, settings.oidc_audience, settings.oidc_jwks_url,
                                      settings.oidc_roles_claim, settings.oidc_name_claim, store)
-        self.anonymous = (Principal("anonymous", settings.anonymous_role, "anonymous")
-                          if settings.anonymous_role else None)
+            # Its own thread: an identity provider that is slow or down holds this one, never the I/O
+            # pool that index queries and file reads of every other caller go through.
+            self._oidc_pool = ThreadPoolExecutor(1, thread_name_prefix="tessera-oidc")
+        role = settings.anonymous_role
+        self.anonymous = (Principal("anonymous", role, "anonymous", studies=frozenset() if role == "referrer" else None)
+                          if role else None)
         self._cache: dict[str, tuple[Principal | None, float]] = {}
 
     async def resolve_token(self, token: str) -> Principal | None:
@@ -200,8 +215,8 @@ class Authenticator:
         else:
             if token.startswith("tsr_"):
                 principal = await self.io(self.store.resolve, token)
-            elif self.oidc is not None and token.count(".") == 2:
-                principal = await self.io(self.oidc.verify, token)
+            elif self.oidc is not None and self._oidc_pool is not None and token.count(".") == 2:
+                principal = await asyncio.get_running_loop().run_in_executor(self._oidc_pool, self.oidc.verify, token)
             else:
                 principal = None
             if len(self._cache) > 10000:
@@ -212,33 +227,48 @@ class Authenticator:
         return principal
 
     async def resolve_session(self, cookie: str) -> Principal | None:
-        credential = self.sessions.decode(cookie)
-        if credential is None:
+        session_id = self.sessions.decode(cookie)
+        if session_id is None:
             return None
-        key = "session:" + credential
+        key = "session:" + session_id
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[1] > now:
-            return hit[0]
-        principal = await self.io(self.store.resolve_id, credential[:1], credential[1:], None)
-        self._cache[key] = (principal, now + self.settings.auth_cache_seconds)
+            principal = hit[0]
+        else:
+            principal = await self.io(self.store.resolve_session, session_id)
+            self._cache[key] = (principal, now + self.settings.auth_cache_seconds)
+        if principal is not None and principal.expires is not None and principal.expires <= time.time():
+            return None
         return principal
+
+    def forget(self, cookie: str) -> None:
+        """Drop a signed-out session from this process's cache at once."""
+        session_id = self.sessions.decode(cookie)
+        if session_id is not None:
+            self._cache.pop("session:" + session_id, None)
+
+    def close(self) -> None:
+        if self._oidc_pool is not None:
+            self._oidc_pool.shutdown(wait=False, cancel_futures=True)
 
     async def authenticate(self, headers: dict[bytes, bytes], client: str) -> tuple[Principal | None, str]:
         """(caller, how) from the request headers; (None, "") when there are no credentials at all.
 
-        Raises AuthError(401) for credentials that are not valid; each such failure counts towards
-        ``client``'s sign-in limit (enforced by POST /auth/session, before any check: bearer tokens are
-        256-bit secrets or signed JWTs, out of reach of guessing, so they are not refused wholesale, which
-        would lock out every user behind the same address)."""
+        Raises AuthError(401) for credentials that are not valid. Only ``POST /auth/session`` counts
+        failures towards the sign-in limit: bearer tokens are 256-bit secrets or signed JWTs, out of
+        reach of guessing, and counting them would let anyone lock every user behind one NAT address
+        out of signing in."""
         auth = headers.get(b"authorization")
         cookie = _cookie(headers.get(b"cookie", b""), SESSION_COOKIE)
         if auth is None and cookie is None:
-            return self.anonymous, "anonymous" if self.anonymous else ""
+            # Anonymous access is for callers on this machine only: not through a proxy.
+            if self.anonymous is not None and _loopback(client) and b"x-forwarded-for" not in headers:
+                return self.anonymous, "anonymous"
+            return None, ""
         if auth is not None:
             scheme, _, token = auth.decode("latin-1").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                self.limiter.fail(client)
                 raise AuthError(401, "Authorization must be 'Bearer <token>'")
             principal = await self.resolve_token(token.strip())
             how = "bearer"
@@ -247,7 +277,6 @@ class Authenticator:
             principal = await self.resolve_session(cookie)
             how = "cookie"
         if principal is None:
-            self.limiter.fail(client)
             raise AuthError(401, "the credentials are not valid (unknown, expired or revoked)")
         return principal, how
 
@@ -258,6 +287,10 @@ def _cookie(raw: bytes, name: str) -> str | None:
         if key == name and value:
             return value
     return None
+
+
+def _loopback(client: str) -> bool:
+    return client in ("127.0.0.1", "::1") or client.startswith("127.")
 
 
 def client_address(scope: Scope) -> str:
@@ -276,16 +309,16 @@ def new_record(scope: Scope, event: str, principal: Principal | None, status: in
         credential=principal.credential_id or None if principal else None,
         client=client_address(scope),
         method=scope.get("method", ""),
-        path=scope.get("path", ""),
+        path=scope.get("path", "")[:_MAX_LOGGED],
         studies=[params["study"]] if "study" in params else [],
         series=[params["series"]] if "series" in params else [],
         instances=[params["instance"]] if "instance" in params else [],
-        query=qs if event == "search" and qs else None,
+        query=qs[:_MAX_LOGGED] if event == "search" and qs else None,
     )
 
 
-def note_access(scope: Scope, *, studies: set[str] = frozenset(), series: set[str] = frozenset(),  # type: ignore[assignment]
-                instances: list[str] = ()) -> None:  # type: ignore[assignment]
+def note_access(scope: Scope, *, studies: Iterable[str] = (), series: Iterable[str] = (),
+                instances: Iterable[str] = ()) -> None:
     """Add UIDs a handler learned (e.g. what STOW stored) to this request's audit record."""
     record: AuditRecord | None = scope.get("tessera.audit")
     if record is None:
@@ -295,7 +328,7 @@ def note_access(scope: Scope, *, studies: set[str] = frozenset(), series: set[st
     record.instances.extend(instances)
 
 
-async def _json_reply(send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+async def _json_reply(send: Send, status: int, message: str, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"error": message, "status": status}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -305,7 +338,7 @@ async def _json_reply(send: Send, status: int, message: str, extra: list[tuple[b
 class SecurityMiddleware:
     """Authenticates every non-public request and adds security headers to every response."""
 
-    def __init__(self, app: ASGIApp, *, auth: Authenticator, audit: AuditLog, settings: Any) -> None:
+    def __init__(self, app: ASGIApp, *, auth: Authenticator, audit: AuditLog, settings: Settings) -> None:
         self.app, self.auth, self.audit, self.settings = app, auth, audit, settings
         viewer_csp = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
                       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors ")
@@ -327,35 +360,48 @@ class SecurityMiddleware:
             await _json_reply(send, 431, f"request headers are {size} bytes; the limit is "
                                          f"{self.settings.max_header_bytes}")
             return
-        public = path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIX)
+        if len(path) + len(scope.get("query_string", b"")) > _MAX_URL:
+            await _json_reply(send, 414, f"the URL is longer than {_MAX_URL} characters")
+            return
+        public = is_public(path)
         client = client_address(scope)
         try:
             principal, how = await self.auth.authenticate(headers, client)
         except AuthError as exc:
-            if public and exc.status == 401:
-                principal, how = None, ""
-            else:
-                record = new_record(scope, "signin", None, exc.status)
-                record.detail = str(exc)
-                self.audit.append(record)
-                extra = [(b"www-authenticate", b'Bearer realm="tessera", error="invalid_token"')]
-                if exc.retry_after:
-                    extra.append((b"retry-after", str(int(exc.retry_after) + 1).encode()))
-                await _json_reply(send, exc.status, str(exc), extra)
+            # Refused credentials are audited even on public paths (a probe of /auth/whoami counts).
+            self._deny(scope, exc.status, str(exc))
+            if not public:
+                await _json_reply(send, exc.status, str(exc),
+                                  [(b"www-authenticate", b'Bearer realm="tessera", error="invalid_token"')])
                 return
+            principal, how = None, ""
         if principal is None and not public:
-            record = new_record(scope, "signin", None, 401)
-            record.detail = "no credentials"
-            self.audit.append(record)
+            self._deny(scope, 401, "no credentials")
             await _json_reply(send, 401, "authentication required: send 'Authorization: Bearer <token>' or sign in",
                               [(b"www-authenticate", b'Bearer realm="tessera"')])
             return
-        if how == "cookie" and scope["method"] not in ("GET", "HEAD", "OPTIONS") and not _same_origin(headers):
+        if how == "cookie" and scope["method"] not in ("GET", "HEAD", "OPTIONS") and not self._same_origin(headers):
             # SameSite=Strict already keeps the cookie off cross-site requests; this is the second lock.
+            self._deny(scope, 403, "cross-origin request with a session cookie", principal)
             await _json_reply(send, 403, "cross-origin request with a session cookie refused")
             return
         scope["tessera.principal"] = principal
         await self.app(scope, receive, send)
+
+    def _deny(self, scope: Scope, status: int, detail: str, principal: Principal | None = None) -> None:
+        record = new_record(scope, "signin", principal, status)
+        record.detail = detail
+        self.audit.append(record)
+
+    def _same_origin(self, headers: dict[bytes, bytes]) -> bool:
+        """Whether a browser request comes from our own origin (TESSERA_PUBLIC_URL when set, behind a
+        proxy that rewrites Host; else the Host header)."""
+        origin = headers.get(b"origin")
+        if origin is None:
+            return True  # not a browser cross-origin request (browsers send Origin on unsafe methods)
+        if self.settings.public_url:
+            return origin.decode("latin-1").rstrip("/") == self.settings.public_url.rstrip("/")
+        return origin.split(b"://", 1)[-1] == headers.get(b"host", b"")
 
     def _with_headers(self, scope: Scope, path: str, send: Send) -> Send:
         extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
@@ -373,14 +419,6 @@ class SecurityMiddleware:
             await send(message)
 
         return wrapped
-
-
-def _same_origin(headers: dict[bytes, bytes]) -> bool:
-    origin = headers.get(b"origin")
-    if origin is None:
-        return True  # not a browser cross-origin request (browsers send Origin on unsafe methods)
-    host = headers.get(b"host", b"")
-    return origin.split(b"://", 1)[-1] == host
 
 
 def guard(app: ASGIApp, actions: dict[str, str], audit: AuditLog) -> ASGIApp:
@@ -407,14 +445,22 @@ def guard(app: ASGIApp, actions: dict[str, str], audit: AuditLog) -> ASGIApp:
                 await _json_reply(send, 403, "this study is not shared with you")
                 return
             scope["tessera.audit"] = record
+            started = False
 
             async def capture(message: MutableMapping[str, Any]) -> None:
-                nonlocal status
+                nonlocal status, started
                 if message["type"] == "http.response.start":
-                    status = message["status"]
+                    status, started = message["status"], True
                 await send(message)
 
-            await app(scope, receive, capture)
+            try:
+                await app(scope, receive, capture)
+            except BaseException:
+                # A stream that failed after its status went out is not a success.
+                record.detail = "aborted after the response started" if started else "failed"
+                if not started:
+                    status = 500
+                raise
         finally:
             record.status = status
             audit.append(record)
@@ -429,12 +475,13 @@ def protect(routes: list[BaseRoute], audit: AuditLog, prefix: str = "") -> None:
             protect(list(route.routes), audit, prefix + route.path)
         elif isinstance(route, Route):
             full = prefix + route.path
-            if full in PUBLIC_EXACT or full.startswith((PUBLIC_PREFIX, "/auth/")):
+            if is_public(full):
                 continue
             actions = {m: action_for(m, full) for m in (route.methods or {"GET"})}
             route.app = guard(route.app, actions, audit)
 
 
-def loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+def is_public(path: str) -> bool:
+    """Paths reachable without credentials: the middleware lets them through, ``protect`` skips them."""
+    return path in PUBLIC_EXACT or path.startswith(PUBLIC_PREFIX)
 

@@ -234,6 +234,11 @@ def share_command(settings: Settings, args: argparse.Namespace) -> int:
         store.grant(args.to, args.study, _cli_actor())
         _audit_cli(settings, "share", f"granted to {args.to}", [args.study])
         print(f"{args.to} may now read study {args.study}")
+    elif args.share_command == "ungrant":
+        ok = store.revoke_grant(args.to, args.study)
+        _audit_cli(settings, "share", f"grant to {args.to} revoked", [args.study])
+        print(f"{args.to} may no longer read study {args.study}" if ok else "no such grant")
+        return 0 if ok else 1
     elif args.share_command == "list":
         for s in store.list_share_links():
             print(f"link  {s.id}  {'revoked' if s.revoked else 'active':<7}  {s.study_uid}")
@@ -315,16 +320,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     s_link = ssub.add_parser("link", help="make an expiring link that reads one study")
     s_link.add_argument("--study", required=True)
     s_link.add_argument("--expires", default="7d", help="lifetime (default 7d)")
-    s_grant = ssub.add_parser("grant", help="let a referrer (by token name) read a study")
+    s_grant = ssub.add_parser("grant", help="let a referrer read a study (token name, or oidc:<name> for OIDC users)")
     s_grant.add_argument("--study", required=True)
     s_grant.add_argument("--to", required=True)
+    s_ungrant = ssub.add_parser("ungrant", help="take a study back from a referrer")
+    s_ungrant.add_argument("--study", required=True)
+    s_ungrant.add_argument("--to", required=True)
     ssub.add_parser("list", help="list share links and grants")
     s_revoke = ssub.add_parser("revoke", help="revoke a share link")
     s_revoke.add_argument("id")
     p_audit = sub.add_parser("audit", help="print the audit trail as JSON lines")
     p_audit.add_argument("--since", help="ISO date/time (UTC unless given), or a time ago: 24h, 7d")
     p_audit.add_argument("--until", help="ISO date/time, or a time ago: 1h")
-    for p in (t_create, t_revoke, s_link, s_grant, s_revoke, p_audit):
+    for p in (t_create, t_revoke, s_link, s_grant, s_ungrant, s_revoke, p_audit):
         p.add_argument("--data", help="archive folder (TESSERA_DATA)")
     tsub.choices["list"].add_argument("--data", help="archive folder (TESSERA_DATA)")
     ssub.choices["list"].add_argument("--data", help="archive folder (TESSERA_DATA)")

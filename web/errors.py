@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from archive import errors as ae
+from archive.access import AccessError
 from render import errors as re_
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], int], ...] = (
     (ae.InvalidQuery, 400),
     (ae.NotAcceptable, 406),
     (ae.InstanceConflict, 409),
+    (AccessError, 400),
     (ae.IngestError, 400),
     (re_.UnsupportedTransferSyntax, 406),
     (re_.InvalidPixelModule, 422),

@@ -54,6 +54,7 @@ _ERROR_TEXT = {
     415: "The request's Content-Type is not accepted here.",
     422: "The stored pixel data cannot be decoded or its pixel module is inconsistent.",
     429: "Too many sign-in attempts from this client; retry later.",
+    414: "The URL (path and query) is longer than 8192 characters.",
     431: "The request headers are above the size limit.",
 }
 
@@ -175,8 +176,8 @@ def _op(op_id: str, summary: str, tag: str, params: list[Any], responses: dict[s
 
 
 def _guarded(*statuses: int) -> dict[str, Any]:
-    """Error responses of a route behind authentication: 401, 403 and 431 plus ``statuses``."""
-    return _errors(401, 403, 431, *statuses)
+    """Error responses of a route behind authentication: 401, 403, 414 and 431 plus ``statuses``."""
+    return _errors(401, 403, 414, 431, *statuses)
 
 
 _VALIDATOR_HEADERS = {
@@ -253,7 +254,7 @@ def _static(op_id: str, summary: str, media: tuple[str, ...], params: list[Any] 
         "200": {"description": "the file", "content": _media(*media), "headers": _VALIDATOR_HEADERS},
         **_not_modified(),
         "404": {"description": "no such file", "content": _media("text/plain", schema={"type": "string"})},
-        **_errors(431),
+        **_errors(414, 431),
     }, security=[])
 
 
@@ -278,15 +279,15 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/auth/session": {
             "post": _op("signIn", "Sign in with a token: sets the session cookie", "auth", [], {
                 "204": {"description": "signed in; Set-Cookie carries the session"},
-                **_errors(400, 401, 403, 413, 415, 429, 431),
+                **_errors(400, 401, 403, 413, 414, 415, 429, 431),
             }, security=[], requestBody={"required": True, "content": {JSON: {"schema": {
                 "type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}}}}),
             "delete": _op("signOut", "Sign out: clears the session cookie", "auth", [],
-                          {"204": {"description": "signed out"}, **_errors(403, 431)}, security=[]),
+                          {"204": {"description": "signed out"}, **_errors(403, 414, 431)}, security=[]),
         },
         "/auth/whoami": {"get": _op("whoami", "Who the credentials belong to", "auth", [], {
             "200": {"description": "the caller", "content": {JSON: {"schema": _ref("Identity")}}},
-            **_errors(401, 431),
+            **_errors(401, 414, 431),
         })},
         # Access administration (admin)
         "/api/shares": {
@@ -316,7 +317,7 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/viewer": {"get": _op("viewerRoot", "Redirects to /viewer/", "viewer", [], {
             "308": {"description": "to /viewer/ (with the query)"},
             "200": {"description": "the page, when the redirect is followed", "content": _media(HTML)},
-            **_errors(431),
+            **_errors(414, 431),
         }, security=[])},
         "/viewer/": {"get": _static("viewerIndex", "The study list and viewer page", (HTML,))},
         "/viewer/embed": {"get": _static("viewerEmbed", "The viewer alone, for an iframe", (HTML,))},

@@ -74,7 +74,7 @@ class Settings:
     anonymous_role: str = ""
     #: OpenID Connect issuer whose access tokens (JWT) are accepted; empty = OIDC off. TESSERA_OIDC_ISSUER.
     oidc_issuer: str = ""
-    #: Audience (``aud``) the tokens must carry; empty = not checked. TESSERA_OIDC_AUDIENCE.
+    #: Audience (``aud``) the tokens must carry; required with an issuer. TESSERA_OIDC_AUDIENCE.
     oidc_audience: str = ""
     #: JWKS URL; empty = discovered from the issuer's /.well-known/openid-configuration. TESSERA_OIDC_JWKS_URL.
     oidc_jwks_url: str = ""
@@ -130,6 +130,11 @@ class Settings:
                 raise SettingsError(
                     f"TESSERA_ANONYMOUS_ROLE is only allowed on a loopback bind, not on {self.host!r}"
                 )
+        if self.oidc_issuer and not self.oidc_audience:
+            raise SettingsError(
+                "TESSERA_OIDC_AUDIENCE is required with TESSERA_OIDC_ISSUER: without it, tokens the issuer made "
+                "for any other application would be accepted"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise SettingsError("TESSERA_TLS_CERT and TESSERA_TLS_KEY must be given together")
 

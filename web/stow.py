@@ -49,7 +49,8 @@ async def store_instances(request: Request) -> Response:
     for r in results:
         if not r.ok:
             # No patient data in logs: only UIDs and the reason.
-            log.info("STOW failure for SOP %s: 0x%04X %s", r.sop_instance_uid or "?", r.failure_reason, r.message)
+            # The message can quote element values (pydicom's text): it goes to the client, not the log.
+            log.info("STOW failure for SOP %s: 0x%04X", r.sop_instance_uid or "?", r.failure_reason)
     return dicom_json_response(body, status_code=status)
 
 

@@ -305,6 +305,11 @@ def test_viewer_session_cookie(secured: Secured) -> None:
         assert client.get("/dicomweb/studies", headers={"Cookie": f"tessera_session={value[:-2]}xx"}).status_code == 401
         out = client.delete("/auth/session", headers=cookies)
         assert out.status_code == 204 and "max-age=0" in out.headers["set-cookie"].lower()
+        # Signing out ends the session on the server: a copy of the cookie stops working.
+        deadline = time.monotonic() + 10
+        while client.get("/dicomweb/studies", headers=cookies).status_code != 401:
+            assert time.monotonic() < deadline, "a signed-out session still works"
+            time.sleep(0.2)  # polling past the per-process credential cache
 
 
 def test_share_link_signs_in_and_whoami_names_its_study(secured: Secured) -> None:
@@ -375,3 +380,32 @@ def test_patient_name_never_in_server_log(secured: Secured) -> None:
     httpx.get(url + "/studies", params={"PatientName": "Leakcheck^Sentinel", "Bogus": "Leakcheck"}, headers=headers)
     stow(url, [b"DICM" + SENTINEL_NAME.encode() * 10], headers=headers)
     assert SENTINEL_NAME.split("^")[0] not in secured.server.log.read_text(errors="replace")
+
+
+def test_refused_requests_are_audited_and_never_500(secured: Secured) -> None:
+    root = secured.server.root
+    cases = [
+        ("GET", "/dicomweb/studies", {"Cookie": "tessera_session=t1.1.\u00e9".encode()}, None, 401),
+        ("POST", "/auth/session", {"Content-Type": "application/json"}, b'{"token": "tsr_t000000000000_\\ud800"}', 401),
+        ("GET", "/auth/whoami", {"Authorization": "Bearer junk"}, None, 401),
+        ("GET", "/api/audit?since=99999999999d", secured.h("admin"), None, 400),
+        ("GET", "/dicomweb/" + "a" * 9000, {}, None, 414),
+    ]
+    for method, path, headers, body, status in cases:
+        before = len(secured.audit())
+        r = httpx.request(method, root + path, headers=headers, content=body)
+        assert r.status_code == status, (path[:40], r.status_code, r.text[:200])
+        records = secured.audit()[before:]
+        if status != 414:
+            assert len(records) == 1, (path[:40], records)
+            assert len(records[0]["path"]) <= 512
+    # Anonymous access, when configured, is for this machine's own callers, not through a proxy.
+    assert httpx.get(root + "/dicomweb/studies", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 401
+
+
+def test_access_store_is_private(secured: Secured) -> None:
+    for name in ("access.sqlite", "access.sqlite-wal"):
+        path = secured.server.data / name
+        if path.exists():
+            assert path.stat().st_mode & 0o077 == 0, name
+    assert (secured.server.data / "audit").stat().st_mode & 0o077 == 0

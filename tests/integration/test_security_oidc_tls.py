@@ -181,3 +181,34 @@ def test_cors_only_for_configured_origins(tmp_path: Path) -> None:
         assert "access-control-allow-origin" not in other.headers
     finally:
         stop_server(server)
+
+
+def test_oidc_referrer_grants_are_their_own_namespace(oidc: tuple[Server, Issuer]) -> None:
+    import io
+
+    import pydicom
+
+    from archive.synth import synth_series
+    from tests.dicomweb_helpers import stow
+
+    server, issuer = oidc
+    buf = io.BytesIO()
+    ds = next(iter(synth_series(rows=32, columns=32, slices=1, seed=5)))
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    assert stow(server.url, [buf.getvalue()], headers=server.headers()).status_code == 200
+    study = ds.StudyInstanceUID
+    referrer = issuer.token(realm_access={"roles": ["referrer"]})
+    search = server.url + "/studies"
+
+    def visible() -> list:
+        return httpx.get(search, headers={"Authorization": f"Bearer {referrer}"}).json()
+
+    # A grant to an API-token holder of the same name is not the OIDC user's.
+    r = httpx.post(server.root + "/api/shares", json={"study": study, "grantee": "dr-oidc"}, headers=server.headers())
+    assert r.status_code == 201 and visible() == []
+    httpx.post(server.root + "/api/shares", json={"study": study, "grantee": "oidc:dr-oidc"}, headers=server.headers())
+    deadline = time.monotonic() + 10
+    while not visible():
+        assert time.monotonic() < deadline, "the OIDC referrer's grant never took effect"
+        time.sleep(0.2)  # polling past the per-process credential cache
+    assert [s["0020000D"]["Value"][0] for s in visible()] == [study]

@@ -20,7 +20,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     root = Path(tmp_path_factory.mktemp("qido-http"))
     archive = Archive(root, ArchiveConfig(durable=False))
     assert all(r.ok for r in archive.store(all_instances()))
-    with TestClient(create_app(Settings(data=root, anonymous_role="admin"), archive)) as c:
+    with TestClient(create_app(Settings(data=root, anonymous_role="admin"), archive), client=("127.0.0.1", 50000)) as c:
         yield c
 
 

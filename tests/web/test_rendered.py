@@ -79,7 +79,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
         results = archive.store([(DATA / name).read_bytes()])
         assert results[0].ok, results[0].message
         corpus[name] = archive.index.instance(results[0].study_uid, results[0].series_uid, results[0].sop_instance_uid)
-    with TestClient(create_app(Settings(data=root, anonymous_role="admin"), archive)) as client:
+    with TestClient(create_app(Settings(data=root, anonymous_role="admin"), archive), client=("127.0.0.1", 50000)) as client:
         yield Loaded(client, archive, series, corpus)
 
 

@@ -21,7 +21,7 @@ DICOM_STAR = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 def make_client(root: Path, **settings: object) -> TestClient:
     config = ArchiveConfig(durable=False, overwrite=bool(settings.get("overwrite", False)))
-    return TestClient(create_app(Settings(data=root, anonymous_role="admin", **settings), Archive(root, config)))  # type: ignore[arg-type]
+    return TestClient(create_app(Settings(data=root, anonymous_role="admin", **settings), Archive(root, config)), client=("127.0.0.1", 50000))  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     series = [r for r in study if r.series_uid == study[0].series_uid]
     assert len(series) == SLICES and len(study) == SLICES + 3
     multiframe = archive.index.instance(outcome.study_uid, outcome.series_uid, outcome.sop_instance_uid)
-    with TestClient(create_app(Settings(data=root, anonymous_role="admin"), archive)) as client:
+    with TestClient(create_app(Settings(data=root, anonymous_role="admin"), archive), client=("127.0.0.1", 50000)) as client:
         yield Loaded(client, archive, root, series, study, multiframe, large)
 
 
@@ -283,7 +283,7 @@ def test_twenty_concurrent_tiles_decode_the_frame_once(loaded: Loaded) -> None:
     tiles = [(tx * 256, ty * 256) for ty in range(4) for tx in range(5)]  # 20 tiles of level 0
 
     async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 123))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             return await asyncio.gather(*(
                 client.get(base, params={"viewport": f"256,256,{x},{y},256,256", "accept": "image/png"})
