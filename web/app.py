@@ -36,7 +36,7 @@ from cache.prefetch import Prefetcher
 from cache.singleflight import SingleFlight
 from cache.tiered import TieredCache
 from render import kernels
-from web import access, errors, openapi, qido, rendered, stow, stream, tiles, wado
+from web import access, errors, openapi, qido, rendered, stow, stream, tiles, viewer, wado
 from web.auth import Authenticator, SecurityMiddleware, protect
 from web.settings import Settings
 
@@ -191,6 +191,7 @@ def create_app(settings: Settings, archive: Archive, cache: TieredCache | None =
             # No trailing-slash redirects under the DICOMweb root: a client following one for
             # DELETE .../studies/{s}/ would delete the study; an unknown path is simply a 404.
             Mount(DICOMWEB_ROOT, app=Router(dicomweb_routes, redirect_slashes=False)),
+            *viewer.routes(),
             *access.routes(),
         ],
         exception_handlers=errors.exception_handlers(),  # type: ignore[arg-type]

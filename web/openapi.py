@@ -20,6 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from archive.query import ATTRIBUTES, LEVELS, MAX_LIMIT
 
@@ -253,8 +254,7 @@ def _static(op_id: str, summary: str, media: tuple[str, ...], params: list[Any] 
     return _op(op_id, summary, "viewer", [*(params or []), *_p("ifNoneMatch")], {
         "200": {"description": "the file", "content": _media(*media), "headers": _VALIDATOR_HEADERS},
         **_not_modified(),
-        "404": {"description": "no such file", "content": _media("text/plain", schema={"type": "string"})},
-        **_errors(414, 431),
+        **_errors(404, 414, 431),
     }, security=[])
 
 
@@ -471,7 +471,9 @@ def app_operations(routes: list[BaseRoute], prefix: str = "") -> set[tuple[str, 
     """(OpenAPI path template, lower-case method) of every route of an application, HEAD excluded."""
     found: set[tuple[str, str]] = set()
     for route in routes:
-        if isinstance(route, Mount):
+        if isinstance(route, Mount) and isinstance(route.app, StaticFiles):
+            found.add((prefix + route.path + "/{path}", "get"))  # static files below the mount
+        elif isinstance(route, Mount):
             found |= app_operations(list(route.routes), prefix + route.path)
         elif isinstance(route, Route):
             path = (prefix + route.path).replace(":path}", "}")
