@@ -62,6 +62,12 @@ class Runtime:
         # Per-process memory of what prefetch already did: series warmed (id, parameters) and the
         # reading order of recently opened series (when checked, the index generation it was read at).
         self.warmed: set[tuple[str, str, str]] = set()
+        # Warming a whole series pays off only where every request can use it: one process, or a
+        # shared Redis cache. Separate processes without one would each render the series again, and
+        # beside a viewer streaming that series from another process they doubled its time to full
+        # resolution (bench/viewer_bench.py: 2.9 s to 4.5 s). Neighbours are warmed in any case.
+        processes = settings.workers or os.cpu_count() or 1
+        self.warm_series = bool(settings.redis_url) or processes == 1
         self.series_cache: dict[str, tuple[float, int, list[Any]]] = {}
         cores = os.cpu_count() or 2
         self.cpu_pool = ThreadPoolExecutor(settings.cpu_threads or cores, thread_name_prefix="tessera-cpu")

@@ -205,7 +205,8 @@ async def rendered_image(rt: Runtime, record: InstanceRecord, frame: int, params
 
 async def prefetch_around(rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams) -> None:
     """Warm what a reader opens next: the neighbouring frames (multi-frame) or slices (a series of
-    single-frame instances), nearest first; the whole series once, interleaved, behind them."""
+    single-frame instances), nearest first; the whole series once, interleaved, behind them, where
+    every process benefits (``Runtime.warm_series``)."""
     radius = rt.settings.prefetch_neighbours
     if radius <= 0:
         return
@@ -220,7 +221,7 @@ async def prefetch_around(rt: Runtime, record: InstanceRecord, frame: int, param
     around = [(series[i], 1) for i in neighbours_order(position, len(series), radius)]
     _submit(rt, record.series_uid, around, params, urgent=True)
     whole = (record.series_uid, _canonical(params), params.media_type)
-    if whole not in rt.warmed:
+    if rt.warm_series and whole not in rt.warmed:
         if len(rt.warmed) > 10000:
             rt.warmed.clear()
         rt.warmed.add(whole)

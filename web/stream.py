@@ -43,6 +43,7 @@ from web.multipart import stream_parts
 from web.rendered import (
     _PARAMETERS,
     REVALIDATE,
+    _canonical,
     _headers,
     _images_in,
     _not_modified,
@@ -142,6 +143,8 @@ async def multipart_response(
         return Response(status_code=304, headers=_headers(etag, cache_control, started))
 
     root, query = base_url(request), frame_query(request.url.query)
+    # A stream renders every frame it lists: prefetch in this process need not warm them again.
+    rt.warmed.update({(r.series_uid, _canonical(params), params.media_type) for r, _f in items})
     renders = _Renders(rt, items, params, rt.settings.cpu_threads or os.cpu_count() or 2)
     try:
         # The first part is rendered before the response starts, so its errors still get a status.

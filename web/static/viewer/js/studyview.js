@@ -32,6 +32,9 @@ export class StudyView {
     this.tool = 'scroll';
     this.layout = '1x1';
     this.thumbUrls = [];
+    // Series thumbnails wait until the first series shown has its first image (or 800 ms): on two
+    // cores their renders otherwise compete with that image (bench/viewer_bench.py).
+    this.thumbsGate = new Promise((resolve) => { this.openThumbs = resolve; setTimeout(resolve, 800); });
     this.onKey = (e) => this.key(e);
     document.addEventListener('keydown', this.onKey);
     window.__tesseraViewer = this;
@@ -137,7 +140,7 @@ export class StudyView {
       h('div', { class: 'series-desc' }, s.description || '(no description)'),
       h('div', { class: 'series-count' }, `${s.count} ${s.count === 1 ? 'image' : 'images'}`)));
     if (!NON_IMAGE.has(s.modality)) {
-      api.imageObjectUrl(`${api.seriesUrl(this.study, s.uid)}/thumbnail?accept=image/jpeg`).then((u) => {
+      this.thumbsGate.then(() => api.imageObjectUrl(`${api.seriesUrl(this.study, s.uid)}/thumbnail?accept=image/jpeg`)).then((u) => {
         this.thumbUrls.push(u);
         img.src = u;
       }).catch(() => { img.replaceWith(h('span', { class: 'no-thumb' }, 'no image')); });
@@ -199,6 +202,7 @@ export class StudyView {
     const label = `Se ${s.number ?? ''} ${s.description}`.trim();
     vp.setSeries(loader, { ...this.info, seriesLabel: label, modality: s.modality });
     loader.addEventListener('listed', () => { if (vp === this.active) this.syncToolbar(); });
+    loader.addEventListener('image', () => this.openThumbs(), { once: true });
     loader.addEventListener('error', (e) => { if (e.detail && e.detail.status === 401) showError(api.describe(e.detail, 'series')); });
     for (const el of this.seriesList.querySelectorAll('.series-item')) {
       el.classList.toggle('shown', this.viewports.some((v) => v.loader && v.loader.series === el.dataset.series));
