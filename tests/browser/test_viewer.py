@@ -257,7 +257,7 @@ def test_window_by_right_drag_and_invert(env: tuple[Server, ViewerData, Any], pa
     s = state(page)
     assert s["window"]["width"] > 400 and s["window"]["center"] > 40
     label = f"W {s['window']['width']} L {s['window']['center']}"
-    page.wait_for_function("t => document.querySelector('.viewport.active .corner.br').innerText.startsWith(t)", arg=label)
+    page.wait_for_function("t => (document.querySelector('.viewport.active .corner.br')?.innerText || '').startsWith(t)", arg=label)
     wait_full(page)  # the series is fetched again with the new window
     assert any(f"window={s['window']['center']},{s['window']['width']},linear" in u for u in windows)
     # Invert: every grey level g becomes 255 - g (checked at actual size).
@@ -279,7 +279,7 @@ def test_zoom_fit_and_actual_size(env: tuple[Server, ViewerData, Any], page: Any
     assert 0.5 < fit < 3
     page.click("button.actual")
     assert state(page)["scale"] == 1
-    page.wait_for_function("() => document.querySelector('.viewport.active .corner.br').innerText.includes('Zoom 100%')")
+    page.wait_for_function("() => (document.querySelector('.viewport.active .corner.br')?.innerText || '').includes('Zoom 100%')")
     page.keyboard.press("+")
     assert state(page)["scale"] == pytest.approx(1.25)
     x, y = canvas_centre(page)
@@ -438,7 +438,7 @@ def test_errors_are_shown_in_words(env: tuple[Server, ViewerData, Any], page: An
     assert "not found" in page.locator(".page-error").inner_text()
     page.route("**/dicomweb/**", lambda route: route.abort())
     page.goto(f"{srv.root}/viewer/")
-    page.wait_for_function("() => document.querySelector('.status').textContent.includes('Cannot reach the server')")
+    page.wait_for_function("() => (document.querySelector('.status')?.textContent || '').includes('Cannot reach the server')")
     assert page.locator("#banner").is_visible()
 
 

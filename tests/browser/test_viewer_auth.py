@@ -89,7 +89,7 @@ def test_sign_in_form_then_sign_out(auth_server: tuple[Server, ViewerData], cont
     form.wait_for()
     page.fill("form.signin input[name=token]", "not-a-token")
     page.click("form.signin button[type=submit]")
-    page.wait_for_function("() => document.querySelector('.signin-error').textContent.includes('not accepted')")
+    page.wait_for_function("() => (document.querySelector('.signin-error')?.textContent || '').includes('not accepted')")
     page.fill("form.signin input[name=token]", srv.admin_token or "")
     page.click("form.signin button[type=submit]")
     page.locator("tr.study-row").first.wait_for()
