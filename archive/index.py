@@ -215,8 +215,11 @@ class SQLiteIndex(RenditionIndexMixin):
         """A write transaction. Writers of all processes queue on an flock first: SQLite's own busy
         handler sleeps 1, 2, 5, 10... ms between retries, which idles worker processes that collide."""
         conn = self._conn()
+        lock_fd = self._lock_fd
+        if lock_fd is None:
+            raise ArchiveError("the index is closed")
         with self._thread_lock:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -226,7 +229,7 @@ class SQLiteIndex(RenditionIndexMixin):
                     raise
                 conn.execute("COMMIT")
             finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Close this thread's connection and the writers' lock file."""

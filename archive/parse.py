@@ -14,7 +14,7 @@ import re
 import struct
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
 from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
@@ -131,7 +131,7 @@ def parse_instance(data: bytes, *, max_pixel_bytes: int) -> ParsedInstance:
         frames = None
         if raw_pixels is not None:
             frame_info = _frame_info(ds, ts, max_pixel_bytes)
-            frames = _frame_table(data, raw_pixels, frame_info, _extended_offsets(ds))
+            frames = _frame_table(data, cast(RawDataElement, raw_pixels), frame_info, _extended_offsets(ds))
         meta = _metadata(ds, study_uid, series_uid, sop_uid)
         attributes = _index_attributes(meta)
         metadata = _dumps(meta)
@@ -171,7 +171,7 @@ def _transfer_syntax(ds: Dataset, data: bytes) -> str:
         return ts
     implicit, little = ds.original_encoding
     raw = ds.get_item(0x7FE00010)
-    if raw is not None and raw.length == 0xFFFFFFFF:
+    if raw is not None and getattr(raw, "length", None) == 0xFFFFFFFF:
         raise UnsupportedSyntax("(0002,0010) 'TransferSyntaxUID' is missing and the pixel data is encapsulated")
     if implicit:
         return IMPLICIT_LE

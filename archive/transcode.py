@@ -87,8 +87,8 @@ def to_explicit_le(data: bytes, record: InstanceRecord, stored_frame: Callable[[
             if tag in ds:
                 del ds[tag]
     elif info is not None and stored_ts == EXPLICIT_BE:
-        frames = [frame_to_native(stored_frame(n), record)[0] for n in range(1, info.number_of_frames + 1)]
-        ds.PixelData = b"".join(frames)
+        native = [frame_to_native(stored_frame(n), record)[0] for n in range(1, info.number_of_frames + 1)]
+        ds.PixelData = b"".join(native)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     out = BytesIO()
     try:

@@ -73,7 +73,9 @@ def parse_accept_value(value: str, name: str) -> list[MediaRange]:
 
 def _split_accept(header: str) -> list[str]:
     # Commas inside quoted parameter values (type="...") are not separators.
-    items, current, quoted = [], [], False
+    items: list[str] = []
+    current: list[str] = []
+    quoted = False
     for ch in header:
         if ch == '"':
             quoted = not quoted

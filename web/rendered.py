@@ -282,7 +282,8 @@ async def _render_bytes(rt: Runtime, record: InstanceRecord, frame: int, params:
     data, source_info = await rt.io(rt.archive.render_source, record, frame)
     body, decoded, times = await rt.cpu(render_staged, data, source_info, frame - 1, params)
     _observe(syntax, times)
-    rt.decoded.put(dkey, decoded, decoded.array.nbytes)
+    if decoded is not None:
+        rt.decoded.put(dkey, decoded, decoded.array.nbytes)
     return body
 
 
