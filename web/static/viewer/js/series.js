@@ -105,8 +105,9 @@ export class SeriesLoader extends EventTarget {
     this.stat.opened = performance.now();
     this.startStreams();
     // The instance list waits for the first low-resolution part when the stack is provisional (its
-    // size known from the series query), so the server answers the image first (or after 150 ms).
-    if (this.provisional) await Promise.race([this.firstPart, new Promise((r) => setTimeout(r, 150))]);
+    // size known from the series query), so the server answers the image first: the list's query
+    // (500 instances with their spacing and windows) can hold a server process for tens of ms.
+    if (this.provisional) await Promise.race([this.firstPart, new Promise((r) => setTimeout(r, 1000))]);
     const listing = this.list();
     try {
       await listing;

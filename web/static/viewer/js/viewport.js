@@ -87,7 +87,10 @@ export class Viewport extends EventTarget {
       this.requestDraw();
     });
     loader.addEventListener('image', (e) => { if (e.detail === this.index) redraw(); });
-    loader.addEventListener('progress', redraw);
+    // Loading progress moves the bars only, at most ten times a second: redrawing the image for every
+    // arriving slice cost the browser more CPU than decoding them (software rendering, two cores
+    // shared with the server). The image is redrawn when the viewed slice's own image changes.
+    loader.addEventListener('progress', () => this.requestBars());
     loader.addEventListener('error', (e) => this.showMessage(api.describe(e.detail, 'series')));
     this.dispatchEvent(new Event('change'));
   }
@@ -236,6 +239,11 @@ export class Viewport extends EventTarget {
   }
 
   // --- drawing -----------------------------------------------------------------------------------
+
+  requestBars() {
+    if (this.barsTimer) return;
+    this.barsTimer = setTimeout(() => { this.barsTimer = null; this.updateBars(); }, 100);
+  }
 
   requestDraw() {
     if (this.frameRequested) return;
@@ -652,6 +660,7 @@ export class Viewport extends EventTarget {
   }
 
   destroy() {
+    clearTimeout(this.barsTimer);
     this.stopCine();
     this.resizeObserver.disconnect();
     if (this.loader) this.loader.close();
