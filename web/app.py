@@ -66,7 +66,9 @@ class Runtime:
         # shared Redis cache. Separate processes without one would each render the series again, and
         # beside a viewer streaming that series from another process they doubled its time to full
         # resolution (bench/viewer_bench.py: 2.9 s to 4.5 s). Neighbours are warmed in any case.
-        processes = settings.workers or os.cpu_count() or 1
+        # (0 = not decided here: ``tessera serve`` resolves it to the core count before deciding to
+        # start worker processes, so an app created with 0 runs in one process.)
+        processes = settings.workers or 1
         self.warm_series = bool(settings.redis_url) or processes == 1
         self.series_cache: dict[str, tuple[float, int, list[Any]]] = {}
         cores = os.cpu_count() or 2

@@ -222,10 +222,15 @@ async def prefetch_around(rt: Runtime, record: InstanceRecord, frame: int, param
     _submit(rt, record.series_uid, around, params, urgent=True)
     whole = (record.series_uid, _canonical(params), params.media_type)
     if rt.warm_series and whole not in rt.warmed:
-        if len(rt.warmed) > 10000:
-            rt.warmed.clear()
-        rt.warmed.add(whole)
+        mark_warmed(rt, {whole})
         _submit(rt, record.series_uid, [(series[i], 1) for i in interleaved_order(len(series))], params, urgent=False)
+
+
+def mark_warmed(rt: Runtime, wholes: set[tuple[str, str, str]]) -> None:
+    """Remember (series, parameters, media type) as warmed in this process (bounded memory)."""
+    if len(rt.warmed) + len(wholes) > 10000:
+        rt.warmed.clear()
+    rt.warmed.update(wholes)
 
 
 def _submit(

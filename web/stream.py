@@ -49,6 +49,7 @@ from web.rendered import (
     _not_modified,
     _retrieve,
     etag_of,
+    mark_warmed,
     parse_request,
     rendered_image,
 )
@@ -127,7 +128,8 @@ class _Renders:
 
 
 async def multipart_response(
-    request: Request, rt: Runtime, items: list[Item], params: RenderParams, cache_control: str, started: float
+    request: Request, rt: Runtime, items: list[Item], params: RenderParams, cache_control: str, started: float,
+    *, warms: bool = False,
 ) -> Response:
     """multipart/related of the renderings of ``items``, sent in that order as they are ready, each
     part with its frame's rendered URL in Content-Location (a study, a series, or a frame list).
@@ -143,27 +145,35 @@ async def multipart_response(
         return Response(status_code=304, headers=_headers(etag, cache_control, started))
 
     root, query = base_url(request), frame_query(request.url.query)
-    # A stream renders every frame it lists: prefetch in this process need not warm them again.
-    rt.warmed.update({(r.series_uid, _canonical(params), params.media_type) for r, _f in items})
+    # A series stream renders every frame of its series: while it runs, prefetch in this process need
+    # not warm them again. Unmarked if it stops early (a cancelled stream rendered only some).
+    marks = {(r.series_uid, _canonical(params), params.media_type) for r, _f in items} if warms else set()
+    fresh = marks - rt.warmed
+    mark_warmed(rt, fresh)
     renders = _Renders(rt, items, params, rt.settings.cpu_threads or os.cpu_count() or 2)
     try:
         # The first part is rendered before the response starts, so its errors still get a status.
         await renders.pending[0][2]
     except BaseException:
         renders.cancel()
+        rt.warmed.difference_update(fresh)
         raise
 
     async def parts() -> AsyncIterator[tuple[str, list[tuple[str, str]], Any]]:
         # Starlette cancels this generator when the client disconnects (it listens for
         # http.disconnect while streaming); ``finally`` then stops the renders.
+        completed = False
         try:
             while renders.pending:
                 record, frame, task = renders.pending.popleft()
                 renders.fill()
                 body, media_type = await task
                 yield media_type, [("Content-Location", frame_url(root, record, frame, query))], body
+            completed = True
         finally:
             renders.cancel()
+            if not completed:
+                rt.warmed.difference_update(fresh)
 
     # Derived from the tag, so equal tags mean equal bytes (a strong validator).
     boundary = "tessera-" + etag.strip('"')
@@ -189,7 +199,7 @@ async def collection_rendered(request: Request) -> Response:
     params = parse_request(request, _STREAM_PARAMETERS)
     order = parse_order(request)
     items = ordered_frames(await _images_in(rt, study, series), order)
-    return await multipart_response(request, rt, items, params, REVALIDATE, started)
+    return await multipart_response(request, rt, items, params, REVALIDATE, started, warms=True)
 
 
 def routes() -> list[Route]:

@@ -399,7 +399,9 @@ def test_layouts_and_drag_a_series_in(env: tuple[Server, ViewerData, Any], page:
     page.wait_for_function(f"() => document.querySelector(\".viewport[data-slot='1']\").dataset.series === '{data.ct.series}'")
     page.wait_for_selector(".viewport[data-slot='1'].has-image")
     assert "active" in (second.get_attribute("class") or "")
-    # Tab moves between viewports; a click on a series shows it in the active one.
+    # Tab moves between viewports (from inside them: elsewhere it moves the focus as usual); a click
+    # on a series shows it in the active one.
+    second.focus()
     page.keyboard.press("Tab")
     assert "active" in (page.locator(".viewport[data-slot='0']").get_attribute("class") or "")
     page.click(f".series-item[data-series='{data.mr.series}']")

@@ -241,6 +241,40 @@ def test_disconnect_stops_rendering(loaded: Loaded) -> None:
     assert computes <= seen + 3 < SLICES // 2, (seen, computes)
 
 
+def test_a_series_stream_counts_as_warming_only_while_it_completes(loaded: Loaded) -> None:
+    app = create_app(Settings(data=loaded.root, anonymous_role="admin", cpu_threads=2, prefetch_neighbours=0), loaded.archive)
+    rt = app.state.runtime
+    series = loaded.series[0].series_uid
+
+    def warmed(quality: int) -> bool:
+        return any(s == series and f"|{quality}|" in canonical for s, canonical, _m in rt.warmed)
+
+    async def run() -> None:
+        await _stream_then_disconnect(app, _series_url(loaded.series[0]), "order=sequential&quality=62", 2)
+        await _stream_then_disconnect(app, _series_url(loaded.series[0]), "order=sequential&quality=63", SLICES + 1)
+
+    try:
+        asyncio.run(run())
+    finally:
+        rt.shutdown()
+    assert not warmed(62)  # cut off after two parts: the series was not rendered
+    assert warmed(63)  # streamed to the end
+
+
+@pytest.mark.parametrize(("workers", "redis", "expected"), [
+    (0, "", True), (1, "", True), (2, "", False), (2, "redis://127.0.0.1:6379/15", True)])
+def test_whole_series_warming_only_where_every_request_can_use_it(
+    tmp_path: Path, workers: int, redis: str, expected: bool
+) -> None:
+    settings = Settings(data=tmp_path, anonymous_role="admin", workers=workers, redis_url=redis, renditions=False)
+    app = create_app(settings, Archive(tmp_path, ArchiveConfig(durable=False)))
+    try:
+        assert app.state.runtime.warm_series is expected
+    finally:
+        app.state.runtime.shutdown()
+        app.state.runtime.cache.close()
+
+
 # --- tiles ---------------------------------------------------------------------------------------
 
 

@@ -134,7 +134,12 @@ function route() {
 async function start() {
   try {
     const who = await whoami();
-    if (who === 'signin') { user = null; showUser(); signInPage(''); return; }
+    if (who === 'signin') {
+      user = null; showUser();
+      // A token from the link (embed mode keeps it in memory) that is refused: say so.
+      signInPage(api.hasBearer() ? 'This link was not accepted: it may have expired or been revoked.' : '');
+      return;
+    }
     user = who;
   } catch (e) {
     app.replaceChildren(h('section', { class: 'page-error', role: 'alert' }, h('h2', {}, 'Cannot start the viewer'),

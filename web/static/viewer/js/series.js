@@ -72,6 +72,7 @@ export class SeriesLoader extends EventTarget {
     this.fullCount = 0;
     this.budget = decodedBudget();
     this.error = null;
+    this.sliceErrors = new Map(); // slice index -> ApiError of its own full-resolution request
     this.closed = false;
     this.stat = { series, n: 0, opened: performance.now(), listed: null, firstImage: null, firstDrawn: null,
       allLow: null, allFull: null, lowCount: 0, fullCount: 0, lowBytes: 0, fullBytes: 0,
@@ -233,6 +234,8 @@ export class SeriesLoader extends EventTarget {
     };
     run().catch((e) => {
       if (e.name === 'AbortError' || controller.signal.aborted || this.closed) return;
+      // A stream that breaks once images are in leaves them usable: the series is not failed for it.
+      if (this.lowCount > 0) { this.streamError = e; this.emit('progress'); return; }
       this.fail(e);
     });
   }
@@ -413,6 +416,7 @@ export class SeriesLoader extends EventTarget {
       const key = `${gen}/${i}`;
       if (this.hasFull(i) || this.priorityInFlight.has(key)) continue;
       const item = this.items[i];
+      if (!item || !item.sop) continue;
       const url = `${api.frameUrl(this.study, this.series, item.sop, item.frame)}/rendered?${this.query({ viewport: this.fullViewport(item), accept: 'image/png' })}`;
       const p = api.request(url, { signal: this.controller.signal })
         .then(async (res) => ({ data: new Uint8Array(await res.arrayBuffer()), type: res.headers.get('content-type') || 'image/png' }))
@@ -420,7 +424,11 @@ export class SeriesLoader extends EventTarget {
           if (gen !== this.gen && this.full[i] && this.full[i].gen >= gen) { bitmap.close(); return; }
           this.place(`${item.sop}/${item.frame}`, 'full', bitmap, blob, gen);
         }))
-        .catch((e) => { if (e.name !== 'AbortError' && i === this.current) this.fail(e); })
+        .catch((e) => {
+          // One slice that cannot be had is that slice's problem, not the series': the viewport says
+          // so on that slice, and the stream may still bring it.
+          if (e.name !== 'AbortError') { this.sliceErrors.set(i, e); this.emit('image', i); }
+        })
         .finally(() => { this.priorityInFlight.delete(key); this.pump(); });
       this.priorityInFlight.set(key, p);
     }
@@ -436,7 +444,9 @@ export class SeriesLoader extends EventTarget {
     this.streamController = null;
     this.priorityQueue = [];
     this.count();
-    this.priorityQueue = [this.current];
+    // Before the instance list the slices are provisional (no SOP UID yet): the restarted streams
+    // bring the new window and queue the viewed slice once the list is in.
+    this.priorityQueue = this.provisional ? [] : [this.current];
     this.pump();
     clearTimeout(this.restartTimer);
     // While the user drags the window only the viewed slice follows; the series once it settles.

@@ -37,10 +37,16 @@ export class StudyView {
     this.thumbsGate = new Promise((resolve) => { this.openThumbs = resolve; setTimeout(resolve, 800); });
     this.onKey = (e) => this.key(e);
     document.addEventListener('keydown', this.onKey);
+    // Aborts this view's own requests (study, series, thumbnails) when it is left: an answer that
+    // comes later must never put this study back on screen under another one.
+    this.controller = new AbortController();
+    this.destroyed = false;
     window.__tesseraViewer = this;
   }
 
   destroy() {
+    this.destroyed = true;
+    this.controller.abort();
     document.removeEventListener('keydown', this.onKey);
     for (const v of this.viewports) v.destroy();
     for (const u of this.thumbUrls) URL.revokeObjectURL(u);
@@ -52,11 +58,19 @@ export class StudyView {
     this.root.replaceChildren(h('p', { class: 'loading-note' }, 'Loading study…'));
     let studyRow; let series;
     try {
-      const found = await api.json(`${api.DICOMWEB}/studies?StudyInstanceUID=${encodeURIComponent(this.study)}&includefield=${STUDY_INCLUDE}`);
+      const signal = this.controller.signal;
+      // The study and its series are asked for at once.
+      const [found, rows] = await Promise.all([
+        api.json(`${api.DICOMWEB}/studies?StudyInstanceUID=${encodeURIComponent(this.study)}&includefield=${STUDY_INCLUDE}`, { signal }),
+        api.json(`${api.studyUrl(this.study)}/series?includefield=${SERIES_INCLUDE}`, { signal }),
+      ]);
+      if (this.destroyed) return;
       if (!found.length) throw new api.ApiError(404, 'study not found', '');
       studyRow = found[0];
-      series = await api.json(`${api.studyUrl(this.study)}/series?includefield=${SERIES_INCLUDE}`);
+      series = rows;
     } catch (e) {
+      // Left meanwhile, or not signed in (the sign-in form is already showing): nothing to say here.
+      if (this.destroyed || e.name === 'AbortError' || (e && e.status === 401)) return;
       this.fail(api.describe(e, 'study'));
       return;
     }
@@ -140,7 +154,11 @@ export class StudyView {
       h('div', { class: 'series-desc' }, s.description || '(no description)'),
       h('div', { class: 'series-count' }, `${s.count} ${s.count === 1 ? 'image' : 'images'}`)));
     if (!NON_IMAGE.has(s.modality)) {
-      this.thumbsGate.then(() => api.imageObjectUrl(`${api.seriesUrl(this.study, s.uid)}/thumbnail?accept=image/jpeg`)).then((u) => {
+      this.thumbsGate.then(() => {
+        if (this.destroyed) throw new DOMException('left', 'AbortError');
+        return api.imageObjectUrl(`${api.seriesUrl(this.study, s.uid)}/thumbnail?accept=image/jpeg`, this.controller.signal);
+      }).then((u) => {
+        if (this.destroyed) { URL.revokeObjectURL(u); return; }
         this.thumbUrls.push(u);
         img.src = u;
       }).catch(() => { img.replaceWith(h('span', { class: 'no-thumb' }, 'no image')); });
@@ -256,7 +274,8 @@ export class StudyView {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (e.key === '?') { toggleHelp(); e.preventDefault(); return; }
     if (e.key === 'Escape' && helpOpen()) { toggleHelp(false); e.preventDefault(); return; }
-    if (e.key === 'Tab' && this.viewports.length > 1) {
+    // Tab moves between viewports only from inside the viewports: elsewhere it moves the focus as usual.
+    if (e.key === 'Tab' && this.viewports.length > 1 && t && t.closest && t.closest('.viewports')) {
       const i = this.viewports.indexOf(this.active);
       this.activate(this.viewports[(i + (e.shiftKey ? -1 : 1) + this.viewports.length) % this.viewports.length]);
       e.preventDefault();

@@ -28,6 +28,8 @@ export class Viewport extends EventTarget {
     this.slot = index;
     this.root = el('div', 'viewport', parent);
     this.root.tabIndex = 0;
+    this.root.setAttribute('role', 'region');
+    this.root.setAttribute('aria-label', `Image viewport ${index + 1}`);
     this.root.dataset.slot = String(index);
     this.canvas = el('canvas', 'image-layer', this.root);
     this.overlay = el('canvas', 'annotation-layer', this.root);
@@ -268,7 +270,9 @@ export class Viewport extends EventTarget {
     if (!item) { this.drawOverlay(); return; }
     const img = this.loader.image(this.index);
     if (!img) {
-      if (!this.loader.error) this.showMessage(`Loading slice ${this.index + 1}…`);
+      const sliceError = this.loader.sliceErrors && this.loader.sliceErrors.get(this.index);
+      if (sliceError) this.showMessage(`Slice ${this.index + 1}: ${api.describe(sliceError, 'image')}`);
+      else if (!this.loader.error) this.showMessage(`Loading slice ${this.index + 1}…`);
       this.root.classList.remove('has-image');
       this.drawOverlay();
       return;
