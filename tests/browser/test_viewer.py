@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import imagecodecs
@@ -432,6 +433,25 @@ def test_embed_mode(env: tuple[Server, ViewerData, Any], page: Any) -> None:
     assert state(page)["n"] == 10
     page.goto(f"{srv.root}/viewer/embed")
     assert "No study given" in page.locator(".page-error").inner_text()
+
+
+def test_a_series_stream_that_breaks_is_started_again(env: tuple[Server, ViewerData, Any], page: Any) -> None:
+    srv, data, _b = env
+    full_streams = []
+
+    def handle(route: Any) -> None:
+        url = route.request.url
+        if "/instances/" not in url and "image/png" in unquote(url):  # the full-size series stream
+            full_streams.append(url)
+            if len(full_streams) == 1:
+                route.abort("connectionreset")  # a network blip mid-load
+                return
+        route.continue_()
+
+    page.route(lambda url: "/rendered" in url, handle)
+    open_study(page, srv, data.ct.study, full=True)  # every slice still reaches full resolution
+    assert len(full_streams) >= 2
+    assert "not reach" not in page.locator(".viewport.active").inner_text()
 
 
 def test_errors_are_shown_in_words(env: tuple[Server, ViewerData, Any], page: Any) -> None:

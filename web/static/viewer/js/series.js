@@ -73,6 +73,7 @@ export class SeriesLoader extends EventTarget {
     this.budget = decodedBudget();
     this.error = null;
     this.sliceErrors = new Map(); // slice index -> ApiError of its own full-resolution request
+    this.retries = 0; // series streams restarted after breaking
     this.closed = false;
     this.stat = { series, n: 0, opened: performance.now(), listed: null, firstImage: null, firstDrawn: null,
       allLow: null, allFull: null, lowCount: 0, fullCount: 0, lowBytes: 0, fullBytes: 0,
@@ -91,12 +92,16 @@ export class SeriesLoader extends EventTarget {
 
   close() {
     this.closed = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.restartTimer);
     this.controller.abort();
     if (this.streamController) this.streamController.abort();
     for (const arr of [this.low, this.full]) {
       for (const e of arr) if (e && e.bitmap) e.bitmap.close();
     }
     this.low = []; this.full = [];
+    for (const p of this.pending) p.bitmap.close();
+    this.pending = [];
   }
 
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
@@ -234,8 +239,19 @@ export class SeriesLoader extends EventTarget {
     };
     run().catch((e) => {
       if (e.name === 'AbortError' || controller.signal.aborted || this.closed) return;
-      // A stream that breaks once images are in leaves them usable: the series is not failed for it.
-      if (this.lowCount > 0) { this.streamError = e; this.emit('progress'); return; }
+      // A stream that breaks once images are in leaves them usable: the series is not failed for it,
+      // and the passes start again after a pause (2, 4, 8 s; slices already in are not decoded again).
+      if (this.lowCount > 0) {
+        this.streamError = e;
+        this.emit('progress');
+        if (this.retries < 3 && gen === this.gen) {
+          this.retries++;
+          clearTimeout(this.retryTimer);
+          this.retryTimer = setTimeout(() => { if (!this.closed && gen === this.gen) this.startStreams(); },
+            1000 * 2 ** this.retries);
+        }
+        return;
+      }
       this.fail(e);
     });
   }
@@ -258,6 +274,8 @@ export class SeriesLoader extends EventTarget {
       }
       const idx = this.keyIndex.get(key);
       if (level === 'full' && idx !== undefined && this.hasFull(idx, gen)) continue; // came by priority
+      // After a restart, slices already in at this window are not decoded again.
+      if (level === 'low' && idx !== undefined && ((this.low[idx] && this.low[idx].gen === gen) || this.hasFull(idx, gen))) continue;
       if (level === 'low') this.stat.lowBytes += part.body.length; else this.stat.fullBytes += part.body.length;
       const blob = { data: part.body, type: part.headers['content-type'] || (level === 'low' ? 'image/jpeg' : 'image/png') };
       decodes.push(this.decode(blob).then((bitmap) => {
