@@ -14,10 +14,12 @@ from urllib.parse import unquote
 import httpx
 import imagecodecs
 import numpy as np
+import pydicom
 import pytest
 
 from tests.browser.conftest import FOV_MM, ViewerData
-from tests.conftest import Server
+from tests.conftest import DATA, Server
+from tests.dicomweb_helpers import stow
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -452,6 +454,17 @@ def test_a_series_stream_that_breaks_is_started_again(env: tuple[Server, ViewerD
     open_study(page, srv, data.ct.study, full=True)  # every slice still reaches full resolution
     assert len(full_streams) >= 2
     assert "not reach" not in page.locator(".viewport.active").inner_text()
+
+
+def test_a_multiframe_instance_is_a_stack_of_its_frames(env: tuple[Server, ViewerData, Any], page: Any) -> None:
+    srv, _data, _b = env
+    path = DATA / "photometric_and_oddities" / "emri_small.dcm"  # one MR instance of 10 frames
+    study = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+    assert stow(srv.url, [path.read_bytes()], headers=srv.headers()).status_code in (200, 409)
+    open_study(page, srv, study)
+    st = state(page)
+    # The provisional stack (one slice per instance) becomes the ten frames, centred on the middle.
+    assert st["n"] == 10 and st["index"] == 4 and st["drawn"]["full"]
 
 
 def test_errors_are_shown_in_words(env: tuple[Server, ViewerData, Any], page: Any) -> None:

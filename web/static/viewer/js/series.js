@@ -46,6 +46,9 @@ function decodedBudget() {
   return Math.min(1536, gb * 192) * 1024 * 1024;
 }
 
+// Decoded full-resolution bitmaps of every loader on the page (all viewports share one budget).
+const SHARED = { bytes: 0 };
+
 function num(v) { const n = Number(v); return Number.isFinite(n) ? n : undefined; }
 
 export class SeriesLoader extends EventTarget {
@@ -67,7 +70,7 @@ export class SeriesLoader extends EventTarget {
     this.streamController = null;
     this.priorityQueue = [];
     this.priorityInFlight = new Map();
-    this.decodedBytes = 0;
+    this._decoded = 0;
     this.lowCount = 0;
     this.fullCount = 0;
     this.budget = decodedBudget();
@@ -86,6 +89,9 @@ export class SeriesLoader extends EventTarget {
   }
 
   get n() { return this.items.length; }
+  // This loader's decoded bytes; every change is mirrored in the page-wide total the budget applies to.
+  get decodedBytes() { return this._decoded; }
+  set decodedBytes(v) { SHARED.bytes += v - this._decoded; this._decoded = v; }
   get windowParam() {
     return this.window ? `${this.window.center},${this.window.width},linear` : null;
   }
@@ -100,6 +106,7 @@ export class SeriesLoader extends EventTarget {
       for (const e of arr) if (e && e.bitmap) e.bitmap.close();
     }
     this.low = []; this.full = [];
+    this.decodedBytes = 0;
     for (const p of this.pending) p.bitmap.close();
     this.pending = [];
   }
@@ -187,7 +194,11 @@ export class SeriesLoader extends EventTarget {
       (e.level === 'low' ? this.low : this.full)[i] = e;
       if (e.level === 'full' && e.bitmap) this.decodedBytes += e.bytes;
     }
-    if (!wasProvisional || this.current >= items.length) this.current = Math.floor((items.length - 1) / 2);
+    // Recentre unless the provisional stack (sized from the instance count) was right: a series of
+    // multi-frame instances has more slices than instances.
+    if (!wasProvisional || this.current >= items.length || items.length !== this.expected) {
+      this.current = Math.floor((items.length - 1) / 2);
+    }
     this.stat.n = items.length;
     this.stat.listed = performance.now();
   }
@@ -327,7 +338,7 @@ export class SeriesLoader extends EventTarget {
     arr[i] = entry;
     if (level === 'full') {
       this.decodedBytes += entry.bytes;
-      if (this.decodedBytes > this.budget) this.evict();
+      if (SHARED.bytes > this.budget) this.evict();
     }
     if (this.stat.firstImage === null) {
       this.stat.firstImage = performance.now();
@@ -377,7 +388,7 @@ export class SeriesLoader extends EventTarget {
     for (let i = 0; i < this.full.length; i++) if (this.full[i] && this.full[i].bitmap) order.push(i);
     order.sort((a, b) => Math.abs(b - this.current) - Math.abs(a - this.current));
     for (const i of order) {
-      if (this.decodedBytes <= this.budget * 0.9) break;
+      if (SHARED.bytes <= this.budget * 0.9) break;
       const e = this.full[i];
       e.bitmap.close();
       e.bitmap = null;
@@ -407,7 +418,7 @@ export class SeriesLoader extends EventTarget {
       if (this.full[i] !== e || this.closed) { bitmap.close(); return; }
       e.bitmap = bitmap;
       this.decodedBytes += e.bytes;
-      if (this.decodedBytes > this.budget) this.evict();
+      if (SHARED.bytes > this.budget) this.evict();
       this.emit('image', i);
     }).catch(() => { e.decoding = false; });
   }
