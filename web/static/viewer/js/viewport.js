@@ -57,6 +57,7 @@ export class Viewport extends EventTarget {
     this.drawing = null;
     this.pointers = new Map();
     this.tiles = new Map();
+    this.tileController = new AbortController();
     this.tileBytes = 0;
     this.tilesInFlight = new Map();
     this.tileInfo = new Map();
@@ -413,6 +414,9 @@ export class Viewport extends EventTarget {
   // --- tiles -------------------------------------------------------------------------------------
 
   clearTiles() {
+    // Tile requests of what is no longer shown stop (a series change, a new window, leaving).
+    if (this.tileController) this.tileController.abort();
+    this.tileController = new AbortController();
     for (const t of this.tiles.values()) if (t.bitmap) t.bitmap.close();
     this.tiles.clear();
     this.tileBytes = 0;
@@ -422,7 +426,8 @@ export class Viewport extends EventTarget {
     const key = item.sop;
     if (!this.tileInfo.has(key)) {
       const url = `${api.seriesUrl(this.loader.study, this.loader.series)}/instances/${encodeURIComponent(item.sop)}/tiles`;
-      this.tileInfo.set(key, api.json(url).catch(() => null));
+      // A failed lookup is forgotten, so the next draw asks again (a passing network error).
+      this.tileInfo.set(key, api.json(url).catch(() => { this.tileInfo.delete(key); return null; }));
     }
     return this.tileInfo.get(key);
   }
@@ -432,8 +437,9 @@ export class Viewport extends EventTarget {
     const ready = this.tileInfoReady && this.tileInfoReady.get(item.sop);
     if (!ready) {
       infoP.then((info) => {
+        if (!info) return; // failed: the next draw (zoom, pan, scroll) asks again
         this.tileInfoReady = this.tileInfoReady || new Map();
-        this.tileInfoReady.set(item.sop, info || { levels: [] });
+        this.tileInfoReady.set(item.sop, info);
         this.requestDraw();
       });
       return;
@@ -470,7 +476,7 @@ export class Viewport extends EventTarget {
       const q = [`viewport=${t.vw},${t.vh},${t.sx},${t.sy},${t.s},${t.s}`, 'accept=image/png'];
       if (loader.windowParam) q.push(`window=${loader.windowParam}`);
       const url = `${api.frameUrl(loader.study, loader.series, item.sop, item.frame)}/rendered?${q.join('&')}`;
-      const p = api.request(url).then((r) => r.blob()).then((b) => loader.decode(b)).then((bitmap) => {
+      const p = api.request(url, { signal: this.tileController.signal }).then((r) => r.blob()).then((b) => loader.decode(b)).then((bitmap) => {
         if (loader !== this.loader) { bitmap.close(); return; }
         const bytes = bitmap.width * bitmap.height * 4;
         this.tiles.set(t.key, { bitmap, bytes });
