@@ -7,12 +7,8 @@ redis-server on a free port, never the shared one.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -20,7 +16,7 @@ import redis
 from cache.memory import MemoryCache
 from cache.redis_cache import RedisCache
 from cache.tiered import TieredCache
-from tests.conftest import IN_CI, free_port
+from tests.conftest import IN_CI
 
 SHARED_URL = "redis://127.0.0.1:6379/0"
 
@@ -46,70 +42,6 @@ def shared_redis_url() -> str:
 def prefix() -> str:
     """A namespace of its own for each test, so runs sharing the Redis on 6379 never collide."""
     return f"tessera:test:{uuid.uuid4().hex}:"
-
-
-class PrivateRedis:
-    """A redis-server of our own on a free loopback port, that a test may stop, stall and restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail(_missing("The redis-server binary"), pytrace=False)
-        self.binary = binary
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        cmd = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.workdir),
-            "--protected-mode",
-            "yes",
-        ]
-        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = self.client()
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.process.poll() is not None:
-                        raise RuntimeError(
-                            f"private redis-server on port {self.port} did not start"
-                        ) from None
-                    time.sleep(0.01)  # polling the server with a deadline
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["memory", "redis", "tiered"])

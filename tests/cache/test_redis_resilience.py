@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from cache.memory import MemoryCache
 from cache.redis_cache import RedisCache
 from cache.tiered import TieredCache
-from tests.cache.conftest import PrivateRedis
+from tests.conftest import PrivateRedis
 
 LOGGER = "cache.redis_cache"
 FAST = 0.25  # a failed call must answer well within this (socket timeout is 50 ms); the box is noisy

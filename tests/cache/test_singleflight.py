@@ -15,8 +15,8 @@ from cache.memory import MemoryCache
 from cache.redis_cache import RedisCache
 from cache.singleflight import SingleFlight
 from cache.tiered import TieredCache
-from tests.cache.conftest import PrivateRedis
 from tests.cache.mp_helpers import compute_once_across_processes
+from tests.conftest import PrivateRedis
 
 
 def waits(scope: str) -> float:
