@@ -367,16 +367,30 @@ async def _single(
 # --- rendered -----------------------------------------------------------------------------------
 
 
+def _instance_uids(request: Request) -> tuple[str, str, str]:
+    """Study, series and SOP Instance UID of an instance path; raises BadRequest naming a bad one."""
+    return path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+
+
+async def _image_record(rt: Runtime, uids: tuple[str, str, str]) -> InstanceRecord:
+    """The instance at ``uids``, which must hold an image this server can render. Raises NotFound,
+    BadRequest (no pixel data) or UnsupportedTransferSyntax (406)."""
+    record = await rt.io(rt.archive.index.instance, *uids)
+    _require_image(record)
+    return record
+
+
+
+
 async def instance_rendered(request: Request) -> Response:
     """GET .../instances/{i}/rendered: frame 1 (PS3.18 10.4.1.1.3)."""
     from web.app import runtime
 
     started = time.perf_counter()
     rt = runtime(request)
-    study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+    uids = _instance_uids(request)
     params = parse_request(request)
-    record = await rt.io(rt.archive.index.instance, study, series, sop)
-    _require_image(record)
+    record = await _image_record(rt, uids)
     return await _single(request, rt, record, 1, params, IMMUTABLE, started)
 
 
@@ -386,11 +400,10 @@ async def frames_rendered(request: Request) -> Response:
 
     started = time.perf_counter()
     rt = runtime(request)
-    study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+    uids = _instance_uids(request)
     numbers = parse_frame_list(request.path_params["frames"])
     params = parse_request(request)
-    record = await rt.io(rt.archive.index.instance, study, series, sop)
-    _require_image(record)
+    record = await _image_record(rt, uids)
     _check_frames(record, numbers)
     if len(numbers) == 1:
         return await _single(request, rt, record, numbers[0], params, IMMUTABLE, started)
@@ -439,10 +452,9 @@ async def instance_thumbnail(request: Request) -> Response:
 
     started = time.perf_counter()
     rt = runtime(request)
-    study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+    uids = _instance_uids(request)
     params = parse_request(request)
-    record = await rt.io(rt.archive.index.instance, study, series, sop)
-    _require_image(record)
+    record = await _image_record(rt, uids)
     return await _thumbnail(request, rt, record, _middle_frame(record), params, IMMUTABLE, started)
 
 
@@ -452,13 +464,12 @@ async def frame_thumbnail(request: Request) -> Response:
 
     started = time.perf_counter()
     rt = runtime(request)
-    study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+    uids = _instance_uids(request)
     numbers = parse_frame_list(request.path_params["frames"])
     if len(numbers) != 1:
         raise BadRequest(f"frame list {request.path_params['frames'][:80]!r}: a thumbnail is one image, give one frame")
     params = parse_request(request)
-    record = await rt.io(rt.archive.index.instance, study, series, sop)
-    _require_image(record)
+    record = await _image_record(rt, uids)
     _check_frames(record, numbers)
     return await _thumbnail(request, rt, record, numbers[0], params, IMMUTABLE, started)
 
