@@ -37,6 +37,19 @@ def _span(i: int, n_src: int, n_out: int) -> tuple[int, int]:
 
 
 @njit(cache=True, nogil=True)
+def _column_spans(ow, w, x0, flip_x):  # pragma: no cover
+    """First and one-past-last source column of each output column (area average when shrinking)."""
+    c0s = np.empty(ow, np.int64)
+    c1s = np.empty(ow, np.int64)
+    for j in range(ow):
+        jj = ow - 1 - j if flip_x else j
+        a, b = _span(jj, w, ow)
+        c0s[j] = x0 + a
+        c1s[j] = x0 + b
+    return c0s, c1s
+
+
+@njit(cache=True, nogil=True)
 def _grey_y(raw, mask, signed, slope, intercept, mlut, mfirst, use_mlut,
             center, width, function, vlut, vfirst, vscale, use_vlut, invert):  # pragma: no cover
     s = np.int64(raw) & mask
@@ -111,13 +124,7 @@ def render_grey(src, out, mask, signed, slope, intercept, mlut, mfirst, use_mlut
                                 center, width, function, vlut, vfirst, vscale, use_vlut, invert)
                 out[i, j] = (q + _HALF) >> 16
         return
-    c0s = np.empty(ow, np.int64)
-    c1s = np.empty(ow, np.int64)
-    for j in range(ow):
-        jj = ow - 1 - j if flip_x else j
-        a, b = _span(jj, w, ow)
-        c0s[j] = x0 + a
-        c1s[j] = x0 + b
+    c0s, c1s = _column_spans(ow, w, x0, flip_x)
     for i in range(oh):
         ii = oh - 1 - i if flip_y else i
         r0, r1 = _span(ii, h, oh)
@@ -204,13 +211,7 @@ def render_colour(src, out, mode, mask, cscale, pal, pfirst, pscale,
                     q = _colour_q(src, r, c, ch, mode, mask, cscale, pal, pfirst, pscale)
                     out[i, j, ch] = (q + _HALF) >> 16
         return
-    c0s = np.empty(ow, np.int64)
-    c1s = np.empty(ow, np.int64)
-    for j in range(ow):
-        jj = ow - 1 - j if flip_x else j
-        a, b = _span(jj, w, ow)
-        c0s[j] = x0 + a
-        c1s[j] = x0 + b
+    c0s, c1s = _column_spans(ow, w, x0, flip_x)
     for i in range(oh):
         ii = oh - 1 - i if flip_y else i
         r0, r1 = _span(ii, h, oh)
