@@ -1,12 +1,21 @@
-"""Helpers for tests that speak DICOMweb over real HTTP: multipart bodies in and out."""
+"""Helpers for tests that speak DICOMweb over real HTTP: Part 10 bytes, multipart bodies in and out."""
 
 from __future__ import annotations
 
+import io
 import secrets
 from email.parser import BytesParser
 from email.policy import HTTP
 
 import httpx
+import pydicom
+
+
+def part10(ds: pydicom.Dataset) -> bytes:
+    """A dataset (with its file meta) as the bytes of a DICOM Part 10 file."""
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
 
 
 def multipart_body(blobs: list[bytes], part_type: str = "application/dicom") -> tuple[bytes, str]:

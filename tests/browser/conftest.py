@@ -8,7 +8,6 @@ like the Redis tests. One server and one browser per module keep the suite fast.
 
 from __future__ import annotations
 
-import io
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import pytest
 
 from archive.synth import synth_series
 from tests.conftest import IN_CI, Server, start_server, stop_server
-from tests.dicomweb_helpers import stow
+from tests.dicomweb_helpers import part10, stow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -52,12 +51,7 @@ def browser() -> Iterator[Any]:
 
 
 def dicom_bytes(datasets: Any) -> list[bytes]:
-    out = []
-    for ds in datasets:
-        buf = io.BytesIO()
-        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-        out.append(buf.getvalue())
-    return out
+    return [part10(ds) for ds in datasets]
 
 
 @dataclass(frozen=True)

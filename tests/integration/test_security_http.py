@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from archive.audit import AuditLog
 from archive.synth import synth_series
 from tests.conftest import Server, make_token, start_server, stop_server
-from tests.dicomweb_helpers import stow
+from tests.dicomweb_helpers import part10, stow
 from web.app import create_app
 from web.settings import Settings
 
@@ -67,14 +67,8 @@ TABLE.update({("GET", path): READ for path in READ_ROUTES})
 PUBLIC = {("GET", "/healthz"), ("GET", "/auth/whoami"), ("POST", "/auth/session"), ("DELETE", "/auth/session")}
 
 
-def _part10(ds: pydicom.Dataset) -> bytes:
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
-
-
 def _series(seed: int, slices: int = 3, name: str = "TESSERA^SYNTH") -> list[bytes]:
-    return [_part10(ds) for ds in synth_series(rows=64, columns=64, slices=slices, seed=seed, patient_name=name)]
+    return [part10(ds) for ds in synth_series(rows=64, columns=64, slices=slices, seed=seed, patient_name=name)]
 
 
 @dataclass

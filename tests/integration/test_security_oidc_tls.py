@@ -184,18 +184,12 @@ def test_cors_only_for_configured_origins(tmp_path: Path) -> None:
 
 
 def test_oidc_referrer_grants_are_their_own_namespace(oidc: tuple[Server, Issuer]) -> None:
-    import io
-
-    import pydicom
-
     from archive.synth import synth_series
-    from tests.dicomweb_helpers import stow
+    from tests.dicomweb_helpers import part10, stow
 
     server, issuer = oidc
-    buf = io.BytesIO()
     ds = next(iter(synth_series(rows=32, columns=32, slices=1, seed=5)))
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    assert stow(server.url, [buf.getvalue()], headers=server.headers()).status_code == 200
+    assert stow(server.url, [part10(ds)], headers=server.headers()).status_code == 200
     study = ds.StudyInstanceUID
     referrer = issuer.token(realm_access={"roles": ["referrer"]})
     search = server.url + "/studies"

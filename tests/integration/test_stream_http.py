@@ -6,19 +6,17 @@ of one 2048x2048 JPEG 2000 frame decode it once."""
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
-import pydicom
 import pytest
 
 from archive.synth import synth_series
 from cache.prefetch import interleaved_order
 from tests.conftest import Server, start_server, stop_server
-from tests.dicomweb_helpers import split_multipart, stow
+from tests.dicomweb_helpers import part10, split_multipart, stow
 from tests.integration.test_cache_http import metric
 
 SLICES = 60
@@ -33,12 +31,6 @@ class Loaded:
     large: tuple[str, str, str]  # study, series, SOP Instance UID of the 2048x2048 frame
 
 
-def _part10(ds: pydicom.Dataset) -> bytes:
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     # No neighbour or series prefetch: every render the server counts is one the test asked for.
@@ -46,9 +38,9 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
                           env={"TESSERA_PREFETCH_NEIGHBOURS": "0", "TESSERA_CPU_THREADS": "2"})
     try:
         series = list(synth_series(rows=64, columns=64, slices=SLICES, syntax="explicit", seed=21))
-        assert stow(server.url, [_part10(ds) for ds in series]).status_code == 200
+        assert stow(server.url, [part10(ds) for ds in series]).status_code == 200
         [large] = synth_series(rows=2048, columns=2048, slices=1, syntax="j2k", seed=22)
-        assert stow(server.url, [_part10(large)]).status_code == 200
+        assert stow(server.url, [part10(large)]).status_code == 200
         yield Loaded(server, str(series[0].StudyInstanceUID), str(series[0].SeriesInstanceUID),
                      [str(ds.SOPInstanceUID) for ds in series],
                      (str(large.StudyInstanceUID), str(large.SeriesInstanceUID), str(large.SOPInstanceUID)))

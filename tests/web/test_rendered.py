@@ -22,7 +22,7 @@ from archive.synth import synth_series
 from render.params import MEDIA_PNG, RenderParams, Viewport, parse_window
 from render.pipeline import render_pixels
 from tests.conftest import DATA
-from tests.dicomweb_helpers import split_multipart
+from tests.dicomweb_helpers import part10, split_multipart
 from web.app import create_app
 from web.rendered import IMMUTABLE, REVALIDATE
 from web.settings import Settings
@@ -43,12 +43,6 @@ class Loaded:
     corpus: dict[str, InstanceRecord]
 
 
-def _part10(ds: pydicom.Dataset) -> bytes:
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
-
-
 VIDEO_TS = "1.2.840.10008.1.2.4.102"  # MPEG-4 AVC/H.264: a video, not a frame Tessera renders
 
 
@@ -58,7 +52,7 @@ def _video_instance() -> bytes:
     ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(100)])
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
-    return _part10(ds)
+    return part10(ds)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +62,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     series = {}
     for seed, syntax in enumerate(SYNTAXES, start=1):
         # One seed per syntax: lossless syntaxes of one seed share SOP Instance UIDs.
-        blobs = [_part10(ds) for ds in synth_series(rows=96, columns=160, slices=5, syntax=syntax, seed=seed)]
+        blobs = [part10(ds) for ds in synth_series(rows=96, columns=160, slices=5, syntax=syntax, seed=seed)]
         assert all(r.ok for r in archive.store(blobs))
         study = pydicom.dcmread(io.BytesIO(blobs[0]), stop_before_pixels=True).StudyInstanceUID
         series[syntax] = archive.index.instances(study)

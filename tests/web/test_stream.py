@@ -7,7 +7,6 @@ for many tiles of one frame."""
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 import httpx
 import imagecodecs
 import numpy as np
-import pydicom
 import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
@@ -30,7 +28,7 @@ from render.params import MEDIA_PNG, RenderParams, Viewport
 from render.pipeline import render_pixels
 from render.transform import resolve_region
 from tests.conftest import DATA
-from tests.dicomweb_helpers import split_multipart
+from tests.dicomweb_helpers import part10, split_multipart
 from web.app import create_app
 from web.rendered import REVALIDATE
 from web.settings import Settings
@@ -51,14 +49,8 @@ class Loaded:
     large: InstanceRecord  # one 2048x2048 JPEG-LS frame
 
 
-def _part10(ds: pydicom.Dataset) -> bytes:
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
-
-
 def _store(archive: Archive, datasets: Any) -> list[InstanceRecord]:
-    results = archive.store([_part10(ds) for ds in datasets])
+    results = archive.store([part10(ds) for ds in datasets])
     assert all(r.ok for r in results), [r.message for r in results]
     return [archive.index.instance(r.study_uid, r.series_uid, r.sop_instance_uid) for r in results]
 
