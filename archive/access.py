@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from archive.errors import ArchiveError
@@ -233,9 +233,7 @@ class AccessStore:
         principal = self.resolve_id(row[0][:1], row[0][1:], None, now)
         if principal is None:
             return None
-        expires = row[1] if principal.expires is None else min(row[1], principal.expires)
-        return Principal(principal.name, principal.role, principal.kind, principal.credential_id, principal.studies,
-                         expires)
+        return replace(principal, expires=row[1] if principal.expires is None else min(row[1], principal.expires))
 
     # --- resolving credentials ----------------------------------------------------------------------
 

@@ -153,15 +153,24 @@ class AuditLog:
             self._fd = -1
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int | None:
+    """Seconds in ``90s``, ``45m``, ``12h`` or ``30d``; None when ``text`` is not shaped like that."""
+    text = text.strip()
+    if text[-1:] in _UNITS and text[:-1].isdigit():
+        return int(text[:-1]) * _UNITS[text[-1]]
+    return None
+
+
 def parse_when(text: str) -> datetime:
     """An ISO date or date-time (UTC when no offset), or a time ago: ``2h``, ``7d`` (or ``-2h``).
 
     Raises ValueError."""
     text = text.strip()
-    ago = text.removeprefix("-")
-    if ago[-1:] in ("s", "m", "h", "d") and ago[:-1].isdigit():
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[ago[-1]]
-        seconds = int(ago[:-1]) * unit
+    seconds = duration_seconds(text.removeprefix("-"))
+    if seconds is not None:
         if seconds > 100 * 366 * 86400:
             raise ValueError(f"{text!r} is more than a hundred years ago")
         return datetime.now(UTC) - timedelta(seconds=seconds)

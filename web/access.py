@@ -22,9 +22,10 @@ from starlette.routing import Route
 
 from archive.access import Principal
 from archive.audit import parse_when
+from archive.errors import NotFound
 from archive.parse import UID_RE
 from web.auth import SESSION_COOKIE, client_address, new_record, note_access
-from web.errors import BadRequest, PayloadTooLarge
+from web.errors import BadRequest, PayloadTooLarge, error_response
 
 _MAX_BODY = 16 << 10
 _MAX_SHARE_SECONDS = 90 * 86400
@@ -61,15 +62,14 @@ async def create_session(request: Request) -> Response:
     try:
         if wait:
             record.status = 429
-            return JSONResponse({"error": "too many failed sign-in attempts; try again later", "status": 429},
-                                status_code=429, headers={"Retry-After": str(int(wait) + 1)})
+            return error_response(429, "too many failed sign-in attempts; try again later",
+                                  {"Retry-After": str(int(wait) + 1)})
         token = (await _json_body(request)).get("token")
         principal = await auth.resolve_token(token.strip()) if isinstance(token, str) and token.strip() else None
         if principal is None or principal.credential_id[:1] not in ("t", "s"):
             auth.limiter.fail(client)
             record.status = 401
-            return JSONResponse({"error": "the token is not valid (unknown, expired or revoked)", "status": 401},
-                                status_code=401)
+            return error_response(401, "the token is not valid (unknown, expired or revoked)")
         record.user, record.role, record.credential = principal.name, principal.role, principal.credential_id
         lifetime = rt.settings.session_seconds
         expires = time.time() + lifetime
@@ -111,8 +111,7 @@ async def delete_session(request: Request) -> Response:
 async def whoami(request: Request) -> Response:
     principal: Principal | None = request.scope.get("tessera.principal")
     if principal is None:
-        return JSONResponse({"error": "not signed in", "status": 401}, status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="tessera"'})
+        return error_response(401, "not signed in", {"WWW-Authenticate": 'Bearer realm="tessera"'})
     return JSONResponse(_whoami(principal), headers={"Cache-Control": "no-store"})
 
 
@@ -165,8 +164,7 @@ async def revoke_share(request: Request) -> Response:
     rt = runtime(request)
     link_id = request.path_params["id"]
     if not await rt.io(rt.access.revoke_share_link, link_id[:64]):
-        return JSONResponse({"error": f"share link {link_id[:64]!r} not found or already revoked", "status": 404},
-                            status_code=404)
+        raise NotFound(f"share link {link_id[:64]!r} not found or already revoked")
     return Response(status_code=204)
 
 

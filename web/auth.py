@@ -31,7 +31,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from archive.access import ROLES, SHARE_ROLE, AccessStore, Principal
 from archive.audit import AuditLog, AuditRecord
-from web.settings import Settings
+from web.settings import Settings, is_loopback
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -205,48 +205,45 @@ class Authenticator:
         role = settings.anonymous_role
         self.anonymous = (Principal("anonymous", role, "anonymous", studies=frozenset() if role == "referrer" else None)
                           if role else None)
-        self._cache: dict[str, tuple[Principal | None, float]] = {}
+        self._cache: dict[tuple[str, str], tuple[Principal | None, float]] = {}
 
-    async def resolve_token(self, token: str) -> Principal | None:
-        now = time.monotonic()
-        hit = self._cache.get(token)
-        if hit is not None and hit[1] > now:
-            principal = hit[0]
-        else:
-            if token.startswith("tsr_"):
-                principal = await self.io(self.store.resolve, token)
-            elif self.oidc is not None and self._oidc_pool is not None and token.count(".") == 2:
-                principal = await asyncio.get_running_loop().run_in_executor(self._oidc_pool, self.oidc.verify, token)
-            else:
-                principal = None
-            if len(self._cache) > 10000:
-                self._cache.clear()
-            self._cache[token] = (principal, now + self.settings.auth_cache_seconds)
-        if principal is not None and principal.expires is not None and principal.expires <= time.time():
-            return None
-        return principal
-
-    async def resolve_session(self, cookie: str) -> Principal | None:
-        session_id = self.sessions.decode(cookie)
-        if session_id is None:
-            return None
-        key = "session:" + session_id
+    async def _cached(self, key: tuple[str, str], lookup: Callable[[], Awaitable[Principal | None]]) -> Principal | None:
+        """``lookup()``'s caller, reused for ``auth_cache_seconds``; None once the credential expired."""
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[1] > now:
             principal = hit[0]
         else:
-            principal = await self.io(self.store.resolve_session, session_id)
+            principal = await lookup()
+            if len(self._cache) > 10000:
+                self._cache.clear()
             self._cache[key] = (principal, now + self.settings.auth_cache_seconds)
         if principal is not None and principal.expires is not None and principal.expires <= time.time():
             return None
         return principal
 
+    async def resolve_token(self, token: str) -> Principal | None:
+        async def lookup() -> Principal | None:
+            if token.startswith("tsr_"):
+                principal: Principal | None = await self.io(self.store.resolve, token)
+                return principal
+            if self.oidc is not None and self._oidc_pool is not None and token.count(".") == 2:
+                return await asyncio.get_running_loop().run_in_executor(self._oidc_pool, self.oidc.verify, token)
+            return None
+
+        return await self._cached(("token", token), lookup)
+
+    async def resolve_session(self, cookie: str) -> Principal | None:
+        session_id = self.sessions.decode(cookie)
+        if session_id is None:
+            return None
+        return await self._cached(("session", session_id), lambda: self.io(self.store.resolve_session, session_id))
+
     def forget(self, cookie: str) -> None:
         """Drop a signed-out session from this process's cache at once."""
         session_id = self.sessions.decode(cookie)
         if session_id is not None:
-            self._cache.pop("session:" + session_id, None)
+            self._cache.pop(("session", session_id), None)
 
     def close(self) -> None:
         if self._oidc_pool is not None:
@@ -263,7 +260,7 @@ class Authenticator:
         cookie = _cookie(headers.get(b"cookie", b""), SESSION_COOKIE)
         if auth is None and cookie is None:
             # Anonymous access is for callers on this machine only: not through a proxy.
-            if self.anonymous is not None and _loopback(client) and b"x-forwarded-for" not in headers:
+            if self.anonymous is not None and is_loopback(client) and b"x-forwarded-for" not in headers:
                 return self.anonymous, "anonymous"
             return None, ""
         if auth is not None:
@@ -287,10 +284,6 @@ def _cookie(raw: bytes, name: str) -> str | None:
         if key == name and value:
             return value
     return None
-
-
-def _loopback(client: str) -> bool:
-    return client in ("127.0.0.1", "::1") or client.startswith("127.")
 
 
 def client_address(scope: Scope) -> str:

@@ -165,10 +165,12 @@ def renditions(settings: Settings, *, run: bool) -> int:
 
 def _duration(text: str) -> float:
     """Seconds in ``30d``, ``12h``, ``45m`` or ``90s`` (or a plain number of seconds)."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    from archive.audit import duration_seconds
+
     text = text.strip()
-    if text[-1:] in units and text[:-1].isdigit():
-        return float(int(text[:-1]) * units[text[-1]])
+    seconds = duration_seconds(text)
+    if seconds is not None:
+        return float(seconds)
     if text.isdigit():
         return float(text)
     raise ValueError(f"duration {text!r} is invalid: use e.g. 90s, 45m, 12h or 30d")

@@ -62,9 +62,9 @@ def status_for(exc: BaseException) -> int | None:
     return None
 
 
-def error_response(status: int, message: str) -> Response:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     # PS3.18 8.6.3: an error body may be any media type; JSON with the reason is what clients show.
-    return JSONResponse({"error": message, "status": status}, status_code=status)
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
 async def handle_domain_error(request: Request, exc: Exception) -> Response:

@@ -126,7 +126,7 @@ class Settings:
         if self.anonymous_role:
             if self.anonymous_role not in ROLES:
                 raise SettingsError(f"TESSERA_ANONYMOUS_ROLE: {self.anonymous_role!r} is not one of {', '.join(ROLES)}")
-            if self.host not in ("127.0.0.1", "::1", "localhost") and not self.host.startswith("127."):
+            if not is_loopback(self.host):
                 raise SettingsError(
                     f"TESSERA_ANONYMOUS_ROLE is only allowed on a loopback bind, not on {self.host!r}"
                 )
@@ -145,6 +145,11 @@ class Settings:
             value = getattr(self, f.name)
             out["TESSERA_" + f.name.upper()] = ("1" if value else "0") if isinstance(value, bool) else str(value)
         return out
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a bind address or a client's address is this machine's loopback."""
+    return address in ("127.0.0.1", "::1", "localhost") or address.startswith("127.")
 
 
 def _convert(name: str, kind: object, raw: str) -> object:
