@@ -1,15 +1,13 @@
 // A stack viewport: draws one slice of a SeriesLoader on a canvas and handles scrolling, window,
-// zoom/pan (with tiles from the server at high zoom for frames larger than the full-resolution
+// zoom/pan (with tiles.js at high zoom for frames larger than the full-resolution
 // pass), invert, cine, length measurement, corner overlays, a scrollbar and the loading bar.
 // Geometry is in device pixels: `scale` is device pixels per image pixel, so scale 1 is "actual
 // size" and draws the server's rendering unresampled.
 
 import * as api from './api.js';
+import { TileLayer } from './tiles.js';
 import { CT_PRESETS } from './shortcuts.js';
 
-const TILE = 256;
-const TILE_BUDGET = 128 * 1024 * 1024;
-const TILES_IN_FLIGHT = 6;
 
 function el(tag, cls, parent) {
   const e = document.createElement(tag);
@@ -56,17 +54,17 @@ export class Viewport extends EventTarget {
     this.measurements = new Map();
     this.drawing = null;
     this.pointers = new Map();
-    this.tiles = new Map();
-    this.tileController = new AbortController();
-    this.tileBytes = 0;
-    this.tilesInFlight = new Map();
-    this.tileInfo = new Map();
+    this.tileLayer = new TileLayer(this);
     this.frameRequested = false;
     this.showMessage('Drop a series here, or pick one on the left.');
     this.bind();
     this.resizeObserver = new ResizeObserver(() => this.resize());
     this.resizeObserver.observe(this.root);
   }
+
+  // Tile progress, read by the browser tests.
+  get tileRequests() { return this.tileLayer.requests; }
+  get tilesMissing() { return this.tileLayer.missing; }
 
   // --- loading -----------------------------------------------------------------------------------
 
@@ -77,7 +75,7 @@ export class Viewport extends EventTarget {
     this.info = info;
     this.index = loader.current;
     this.measurements.clear();
-    this.clearTiles();
+    this.tileLayer.clear();
     this.inverted = false;
     this.fitMode = true;
     this.root.dataset.series = loader.series;
@@ -194,7 +192,7 @@ export class Viewport extends EventTarget {
   setWindow(win) {
     if (!this.loader) return;
     this.loader.setWindow(win);
-    this.clearTiles();
+    this.tileLayer.clear();
     this.requestDraw();
   }
 
@@ -291,7 +289,7 @@ export class Viewport extends EventTarget {
     ctx.imageSmoothingQuality = 'high';
     ctx.drawImage(img.bitmap, 0, 0, img.bitmap.width, img.bitmap.height, x, y, w, h);
     if (img.full && img.bitmap.width < item.columns && this.scale > img.bitmap.width / item.columns * 1.01) {
-      this.drawTiles(item, x, y);
+      this.tileLayer.draw(item, x, y);
     }
     if (this.inverted) {
       ctx.globalCompositeOperation = 'difference';
@@ -409,87 +407,6 @@ export class Viewport extends EventTarget {
     this.readout.dataset.value = String(l.value);
     this.readout.dataset.unit = l.unit;
     this.readout.textContent = `Length ${l.value.toFixed(2)} ${l.unit}` + (l.note ? ` — ${l.note}` : '');
-  }
-
-  // --- tiles -------------------------------------------------------------------------------------
-
-  clearTiles() {
-    // Tile requests of what is no longer shown stop (a series change, a new window, leaving).
-    if (this.tileController) this.tileController.abort();
-    this.tileController = new AbortController();
-    for (const t of this.tiles.values()) if (t.bitmap) t.bitmap.close();
-    this.tiles.clear();
-    this.tileBytes = 0;
-  }
-
-  async tileLevels(item) {
-    const key = item.sop;
-    if (!this.tileInfo.has(key)) {
-      const url = `${api.seriesUrl(this.loader.study, this.loader.series)}/instances/${encodeURIComponent(item.sop)}/tiles`;
-      // A failed lookup is forgotten, so the next draw asks again (a passing network error).
-      this.tileInfo.set(key, api.json(url).catch(() => { this.tileInfo.delete(key); return null; }));
-    }
-    return this.tileInfo.get(key);
-  }
-
-  drawTiles(item, x, y) {
-    const infoP = this.tileLevels(item);
-    const ready = this.tileInfoReady && this.tileInfoReady.get(item.sop);
-    if (!ready) {
-      infoP.then((info) => {
-        if (!info) return; // failed: the next draw (zoom, pan, scroll) asks again
-        this.tileInfoReady = this.tileInfoReady || new Map();
-        this.tileInfoReady.set(item.sop, info);
-        this.requestDraw();
-      });
-      return;
-    }
-    const levels = ready.levels || [];
-    if (!levels.length) return;
-    const k = Math.max(0, Math.min(levels.length - 1, Math.floor(Math.log2(1 / this.scale))));
-    const s = TILE * 2 ** k;
-    const W = this.canvas.width; const H = this.canvas.height;
-    const ix0 = Math.max(0, (-x) / this.scale); const iy0 = Math.max(0, (-y) / this.scale);
-    const ix1 = Math.min(item.columns, (W - x) / this.scale); const iy1 = Math.min(item.rows, (H - y) / this.scale);
-    if (ix1 <= ix0 || iy1 <= iy0) return;
-    const gen = this.loader.gen;
-    const want = [];
-    for (let ty = Math.floor(iy0 / s); ty * s < iy1; ty++) {
-      for (let tx = Math.floor(ix0 / s); tx * s < ix1; tx++) {
-        const key = `${gen}|${item.sop}|${item.frame}|${k}|${tx}|${ty}`;
-        const t = this.tiles.get(key);
-        const sx = tx * s; const sy = ty * s;
-        const sw = Math.min(s, item.columns - sx); const sh = Math.min(s, item.rows - sy);
-        if (t && t.bitmap) {
-          this.tiles.delete(key); this.tiles.set(key, t); // most recently used last
-          this.ctx.drawImage(t.bitmap, 0, 0, t.bitmap.width, t.bitmap.height,
-            x + sx * this.scale, y + sy * this.scale, sw * this.scale, sh * this.scale);
-        } else if (!this.tilesInFlight.has(key)) {
-          want.push({ key, sx, sy, vw: Math.ceil(sw / 2 ** k), vh: Math.ceil(sh / 2 ** k), s });
-        }
-      }
-    }
-    this.tilesMissing = want.length + this.tilesInFlight.size; // tests wait for 0
-    for (const t of want) {
-      if (this.tilesInFlight.size >= TILES_IN_FLIGHT) break;
-      const loader = this.loader;
-      const q = [`viewport=${t.vw},${t.vh},${t.sx},${t.sy},${t.s},${t.s}`, 'accept=image/png'];
-      if (loader.windowParam) q.push(`window=${loader.windowParam}`);
-      const url = `${api.frameUrl(loader.study, loader.series, item.sop, item.frame)}/rendered?${q.join('&')}`;
-      const p = api.request(url, { signal: this.tileController.signal }).then((r) => r.blob()).then((b) => loader.decode(b)).then((bitmap) => {
-        if (loader !== this.loader) { bitmap.close(); return; }
-        const bytes = bitmap.width * bitmap.height * 4;
-        this.tiles.set(t.key, { bitmap, bytes });
-        this.tileBytes += bytes;
-        for (const [k2, v] of this.tiles) {
-          if (this.tileBytes <= TILE_BUDGET) break;
-          v.bitmap.close(); this.tileBytes -= v.bytes; this.tiles.delete(k2);
-        }
-        this.tileRequests = (this.tileRequests || 0) + 1;
-        this.requestDraw();
-      }).catch(() => {}).finally(() => { this.tilesInFlight.delete(t.key); });
-      this.tilesInFlight.set(t.key, p);
-    }
   }
 
   // --- input -------------------------------------------------------------------------------------
@@ -674,7 +591,7 @@ export class Viewport extends EventTarget {
     this.stopCine();
     this.resizeObserver.disconnect();
     if (this.loader) this.loader.close();
-    this.clearTiles();
+    this.tileLayer.clear();
     this.root.remove();
   }
 }
