@@ -138,6 +138,7 @@ class Index(Protocol):
     def search(self, query: Query) -> list[dict[str, Any]]: ...
     def delete(self, study: str, series: str | None = None, sop: str | None = None) -> list[str]: ...
     def generation(self) -> int: ...
+    def data_version(self) -> int: ...
     def blob_in_use(self, key: str) -> bool: ...
     def all_blob_keys(self) -> set[str]: ...
 
@@ -435,6 +436,13 @@ class SQLiteIndex(RenditionIndexMixin):
         """A number that changes with every committed store or delete (for caching query answers)."""
         row = self._conn().execute("SELECT value FROM meta WHERE key='generation'").fetchone()
         return int(row[0]) if row else 0
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (any other thread or process) commits,
+        as seen by this thread's connection, so only meaningful in a thread that never writes; read
+        from the WAL index in shared memory, not from disk: cheap enough for the event loop's thread
+        (archive/records.py uses it there)."""
+        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
 
     def blob_in_use(self, key: str) -> bool:
         return self._conn().execute("SELECT 1 FROM instances WHERE blob_key=?", (key,)).fetchone() is not None

@@ -39,6 +39,9 @@ def derived_key(key: str, purpose: str) -> str:
 
 
 class Storage(Protocol):
+    #: Reads are copies from a local file system's page cache: a CPU-pool thread may do them itself.
+    local_reads: bool
+
     def put_many(self, blobs: list[tuple[str, bytes]], *, durable: bool) -> None:
         """Store each (key, data) atomically; with ``durable`` the data and names are on disk on return."""
 
@@ -60,6 +63,8 @@ class LocalStorage:
 
     The 256 fan-out folders are made once at start-up, so a write never has to create one.
     """
+
+    local_reads = True
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

@@ -28,6 +28,8 @@ from starlette.routing import Mount, Route, Router
 
 from archive.access import AccessStore
 from archive.audit import AuditLog
+from archive.index import InstanceRecord
+from archive.records import RecordCache
 from archive.renditions import RenditionPolicy, RenditionWorker
 from archive.service import Archive
 from cache.frames import DecodedFrameCache
@@ -71,6 +73,8 @@ class Runtime:
         processes = settings.workers or 1
         self.warm_series = bool(settings.redis_url) or processes == 1
         self.series_cache: dict[str, tuple[float, int, list[Any]]] = {}
+        # Instance records for the event loop's thread, valid until the index changes.
+        self.records = RecordCache(archive.index.data_version)
         cores = os.cpu_count() or 2
         self.cpu_pool = ThreadPoolExecutor(settings.cpu_threads or cores, thread_name_prefix="tessera-cpu")
         # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
@@ -98,6 +102,39 @@ class Runtime:
     async def io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io_pool, partial(fn, *args, **kwargs))
 
+    async def on_frame_source(
+        self, record: InstanceRecord, frame: int, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """``fn(data, frame_info, *args, **kwargs)`` in the CPU pool on what ``render_source`` gives for
+        ``frame``. Local storage reads are page-cache copies of a frame's bytes, cheaper than a second
+        pool trip (0.11 ms of CPU and 0.15 ms of latency here): the CPU thread reads them itself.
+        Other storage reads in the I/O pool first."""
+        if self.archive.storage.local_reads:
+            return await self.cpu(_on_source, self.archive, record, frame, fn, *args, **kwargs)
+        data, info = await self.io(self.archive.render_source, record, frame)
+        return await self.cpu(fn, data, info, *args, **kwargs)
+
+    async def record(self, study: str, series: str, sop: str) -> InstanceRecord:
+        """The instance's index record; from memory while the index is unchanged (no pool trip),
+        else looked up, and then its whole series loaded behind it. Raises NotFound."""
+        record = self.records.get(study, series, sop)
+        if record is not None:
+            return record
+        version = self.records.version()
+        record = await self.io(self.archive.index.instance, study, series, sop)
+        self.records.fill(version, [record])
+        if self.records.claim_series(study, series):
+            task = asyncio.ensure_future(self._load_series(version, study, series))
+            task.add_done_callback(_log_failure)
+        return record
+
+    async def _load_series(self, version: int, study: str, series: str) -> None:
+        try:
+            records = await self.io(self.archive.index.instances, study, series)
+            self.records.fill(version, records, series=(study, series))
+        finally:
+            self.records.release_series(study, series)
+
     async def aclose(self) -> None:
         if self.renditions is not None:
             await self.renditions.aclose()
@@ -113,6 +150,18 @@ class Runtime:
     def shutdown(self) -> None:
         self.cpu_pool.shutdown(wait=False, cancel_futures=True)
         self.io_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _on_source(
+    archive: Archive, record: InstanceRecord, frame: int, fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    data, info = archive.render_source(record, frame)
+    return fn(data, info, *args, **kwargs)
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("loading a series' records failed: %s", task.exception())
 
 
 def runtime(request: Request) -> Runtime:
@@ -193,12 +242,13 @@ def create_app(settings: Settings, archive: Archive, cache: TieredCache | None =
                        *stow.routes()]
     app = Starlette(
         routes=[
+            # No trailing-slash redirects under the DICOMweb root: a client following one for
+            # DELETE .../studies/{s}/ would delete the study; an unknown path is simply a 404.
+            # First: nearly every request is under it.
+            Mount(DICOMWEB_ROOT, app=Router(dicomweb_routes, redirect_slashes=False)),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_route, methods=["GET"]),
             *openapi.routes(),
-            # No trailing-slash redirects under the DICOMweb root: a client following one for
-            # DELETE .../studies/{s}/ would delete the study; an unknown path is simply a 404.
-            Mount(DICOMWEB_ROOT, app=Router(dicomweb_routes, redirect_slashes=False)),
             *viewer.routes(),
             *access.routes(),
         ],

@@ -85,7 +85,7 @@ async def retrieve_bulkdata(request: Request) -> Response:
     rt = runtime(request)
     study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
     path = parse_tag_path(request.path_params["path"])
-    record = await rt.io(rt.archive.index.instance, study, series, sop)
+    record = await rt.record(study, series, sop)
     multipart = _wants_multipart(request)
     if path == ["7FE00010"] and record.frame_info is not None and record.transfer_syntax_uid not in NATIVE_SYNTAXES:
         return await _encapsulated_pixels(rt, record)

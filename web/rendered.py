@@ -19,7 +19,7 @@ import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -67,9 +67,11 @@ _ICC_ACCEPTED = ("no",)
 # --- request parsing ----------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=256)
 def negotiate_media_type(accept: str) -> str:
     """image/jpeg or image/png for an Accept value (PS3.18 8.3.5.1, 8.7.4); multipart ranges count
-    by their ``type``. Raises NotAcceptableRequest when neither is acceptable."""
+    by their ``type``. Raises NotAcceptableRequest when neither is acceptable. Remembered per value:
+    clients send the same few on every request (a refusal raises, so it is not remembered)."""
     for r in parse_accept_value(accept, "accept"):
         media, part = r.media_type, r.part_type
         if media in ("multipart/related", "multipart/*"):
@@ -260,7 +262,7 @@ async def _compute_bytes(rt: Runtime, record: InstanceRecord, frame: int, params
 
 
 async def _render_bytes(rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams) -> bytes:
-    """Read, decode, render, encode: one I/O-pool read and one CPU-pool call.
+    """Read, decode, render, encode: one CPU-pool call (``Runtime.on_frame_source``).
 
     Compressed frames rendered at full resolution keep their decoded pixels in memory, so a new
     window or zoom on the same frame skips the decoder (24 ms for a lossless J2K CT slice). HTJ2K
@@ -273,8 +275,7 @@ async def _render_bytes(rt: Runtime, record: InstanceRecord, frame: int, params:
     syntax = record.rendition.syntax if record.rendition is not None else info.transfer_syntax_uid
     reduced_htj2k = params.viewport is not None and syntax in HTJ2K_SYNTAXES
     if syntax in NATIVE_SYNTAXES or reduced_htj2k:
-        data, source_info = await rt.io(rt.archive.render_source, record, frame)
-        body, _decoded, times = await rt.cpu(render_staged, data, source_info, frame - 1, params)
+        body, _decoded, times = await rt.on_frame_source(record, frame, render_staged, frame - 1, params)
         _observe(syntax, times)
         return body
     # Decoded pixels are the same from the original and from its rendition: one cache entry.
@@ -284,8 +285,7 @@ async def _render_bytes(rt: Runtime, record: InstanceRecord, frame: int, params:
         body, _decoded, times = await rt.cpu(render_staged, b"", info, frame - 1, params, decoded=decoded)
         _observe(syntax, times)
         return body
-    data, source_info = await rt.io(rt.archive.render_source, record, frame)
-    body, decoded, times = await rt.cpu(render_staged, data, source_info, frame - 1, params)
+    body, decoded, times = await rt.on_frame_source(record, frame, render_staged, frame - 1, params)
     _observe(syntax, times)
     if decoded is not None:
         rt.decoded.put(dkey, decoded, decoded.array.nbytes)
@@ -375,7 +375,7 @@ def _instance_uids(request: Request) -> tuple[str, str, str]:
 async def _image_record(rt: Runtime, uids: tuple[str, str, str]) -> InstanceRecord:
     """The instance at ``uids``, which must hold an image this server can render. Raises NotFound,
     BadRequest (no pixel data) or UnsupportedTransferSyntax (406)."""
-    record = await rt.io(rt.archive.index.instance, *uids)
+    record = await rt.record(*uids)
     _require_image(record)
     return record
 
@@ -495,11 +495,11 @@ def routes() -> list[Route]:
     """Instance and frame rendered resources and every thumbnail; the study and series rendered
     streams live in ``web.stream``."""
     inst = "/studies/{study}/series/{series}/instances/{instance}"
-    return [
+    return [  # the busiest first: Starlette tries routes in order
+        Route(inst + "/frames/{frames}/rendered", frames_rendered, methods=["GET"]),
+        Route(inst + "/rendered", instance_rendered, methods=["GET"]),
+        Route(inst + "/frames/{frames}/thumbnail", frame_thumbnail, methods=["GET"]),
+        Route(inst + "/thumbnail", instance_thumbnail, methods=["GET"]),
         Route("/studies/{study}/thumbnail", collection_thumbnail, methods=["GET"]),
         Route("/studies/{study}/series/{series}/thumbnail", collection_thumbnail, methods=["GET"]),
-        Route(inst + "/rendered", instance_rendered, methods=["GET"]),
-        Route(inst + "/thumbnail", instance_thumbnail, methods=["GET"]),
-        Route(inst + "/frames/{frames}/rendered", frames_rendered, methods=["GET"]),
-        Route(inst + "/frames/{frames}/thumbnail", frame_thumbnail, methods=["GET"]),
     ]

@@ -121,10 +121,10 @@ async def decoded_frame(rt: Runtime, record: InstanceRecord, frame: int, level: 
 async def _decode(rt: Runtime, record: InstanceRecord, frame: int, level: int, key: str) -> DecodedFrame:
     info = record.frame_info
     assert info is not None
-    data, source_info = await rt.io(rt.archive.render_source, record, frame)
     started = time.perf_counter()
-    decoded = await rt.cpu(decode_frame, data, source_info, reduce=level)
-    observe_render(source_info.transfer_syntax_uid, "decode", time.perf_counter() - started)
+    decoded = await rt.on_frame_source(record, frame, decode_frame, reduce=level)
+    syntax = record.rendition.syntax if record.rendition is not None else info.transfer_syntax_uid
+    observe_render(syntax, "decode", time.perf_counter() - started)
     rt.decoded.put(key, decoded, decoded.array.nbytes)
     return decoded
 

@@ -211,7 +211,7 @@ async def retrieve_frames(request: Request) -> Response:
     rt = runtime(request)
     study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
     numbers = parse_frame_list(request.path_params["frames"])
-    record = await rt.io(rt.archive.index.instance, study, series, sop)
+    record = await rt.record(study, series, sop)
     if record.frame_info is None:
         raise BadRequest(f"instance {sop} has no pixel data: it has no frames")
     last = record.number_of_frames

@@ -218,3 +218,35 @@ def test_tiles_of_an_instance_with_a_rendition_decode_the_rendition(tmp_path: Pa
         assert (rendition, original) == (1, 0)
     finally:
         stop_server(server)
+
+
+def test_replaced_and_deleted_instances_are_never_served_from_remembered_records(tmp_path: Path) -> None:
+    """Records are kept in memory between requests (archive/records.py): a replacement stored through
+    another worker process and a delete must still show at once."""
+    srv = start_server(tmp_path / "data", env={"TESSERA_OVERWRITE": "1", "TESSERA_RENDITIONS": "0"}, workers=2)
+    try:
+        first = _instances("jpeg-lossless", seed=35, slices=2)
+        assert stow(srv.url, [i.blob for i in first]).status_code == 200
+        for _ in range(4):  # both worker processes remember the series
+            assert np.array_equal(_png(srv, first[0], {}), _png(srv, first[0], {}))
+        before = {_etag(srv, first[0], {}) for _ in range(4)}
+        # Same UIDs, other pixels: seed changes the noise only.
+        other = [replace(i, blob=_with_uids(b.blob, i)) for i, b in zip(first, _instances("jpeg-lossless", seed=36, slices=2))]
+        assert stow(srv.url, [i.blob for i in other]).status_code == 200
+        after = {_etag(srv, first[0], {}) for _ in range(4)}
+        assert before.isdisjoint(after)
+        assert httpx.delete(srv.url + first[0].url()).status_code == 204
+        for _ in range(4):
+            response = httpx.get(srv.url + first[0].url("/frames/1/rendered"))
+            assert response.status_code == 404, response.text
+    finally:
+        stop_server(srv)
+
+
+def _with_uids(blob: bytes, like: Stored) -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(blob))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = like.study, like.series, like.sop
+    ds.file_meta.MediaStorageSOPInstanceUID = like.sop
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()

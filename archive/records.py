@@ -1,0 +1,82 @@
+"""Instance records remembered in one process, valid until the index changes.
+
+A rendered frame needs its instance's record (pixel description, frame table, blob key) before
+anything else; looking it up costs a trip to the I/O pool, more than the SQLite query itself. This
+cache answers repeated lookups in the event loop's thread. It is valid exactly as long as nobody
+committed to the index: SQLite's ``PRAGMA data_version`` on the cache's own connection (read from the
+WAL index in shared memory, no disk read) changes with every commit by any connection of any process,
+and a change empties the cache. A miss is looked up as before; the first miss in a series loads the
+whole series in one query behind it, since a viewer asks for every slice of the series it opened.
+
+Must be used from one thread (the event loop's); it does no I/O of its own but the version check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from archive.index import InstanceRecord
+
+Key = tuple[str, str, str]
+
+
+class RecordCache:
+    """Records by (study, series, SOP Instance UID), dropped whenever the index's version moves."""
+
+    def __init__(self, version: Callable[[], int], max_entries: int = 50_000) -> None:
+        self._version = version
+        self._max = max_entries
+        self._stamp: int | None = None
+        self._records: dict[Key, InstanceRecord] = {}
+        self._series_loaded: set[tuple[str, str]] = set()
+        self._series_pending: set[tuple[str, str]] = set()
+        self.hits = 0
+        self.misses = 0
+
+    def version(self) -> int:
+        """The index version now; pass it to ``fill`` with records read after this call."""
+        return self._version()
+
+    def get(self, study: str, series: str, sop: str) -> InstanceRecord | None:
+        now = self._version()
+        if now != self._stamp:
+            self._clear(now)
+        record = self._records.get((study, series, sop))
+        if record is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return record
+
+    def claim_series(self, study: str, series: str) -> bool:
+        """True when the whole series is worth loading (not loaded since the last change, nobody
+        loading it): the caller then loads it and calls ``release_series`` when done, filled or not."""
+        key = (study, series)
+        if key in self._series_loaded or key in self._series_pending:
+            return False
+        self._series_pending.add(key)
+        return True
+
+    def release_series(self, study: str, series: str) -> None:
+        self._series_pending.discard((study, series))
+
+    def fill(self, version: int, records: Iterable[InstanceRecord], *, series: tuple[str, str] | None = None) -> None:
+        """Remember ``records``, read after ``version()`` returned ``version``. Ignored when the index
+        changed since (they may predate the change), so nothing stale is ever kept."""
+        now = self._version()
+        if now != version:
+            return
+        if now != self._stamp:
+            self._clear(now)
+        batch = list(records)
+        if len(self._records) + len(batch) > self._max:
+            self._clear(now)
+        for r in batch:
+            self._records[(r.study_uid, r.series_uid, r.sop_uid)] = r
+        if series is not None:
+            self._series_loaded.add(series)
+
+    def _clear(self, stamp: int) -> None:
+        self._records.clear()
+        self._series_loaded.clear()
+        self._stamp = stamp

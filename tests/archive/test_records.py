@@ -1,0 +1,98 @@
+"""The event loop's record cache (archive/records.py) on a real archive: hits while the index is
+unchanged, emptied by any commit (this process, another thread, another process), never filled with
+records read before a change, one series load at a time."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pydicom
+
+from archive.records import RecordCache
+from archive.service import Archive, ArchiveConfig
+from archive.synth import synth_series
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _blobs(seed: int, slices: int = 3) -> list[bytes]:
+    out = []
+    for ds in synth_series(modality="CT", rows=32, columns=32, slices=slices, syntax="explicit", seed=seed):
+        buf = io.BytesIO()
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        out.append(buf.getvalue())
+    return out
+
+
+def _uids(archive: Archive, blobs: list[bytes]) -> list[tuple[str, str, str]]:
+    results = archive.store(blobs)
+    return [(r.study_uid, r.series_uid, r.sop_instance_uid) for r in results]
+
+
+def _stored(root: Path, writer: ThreadPoolExecutor, seed: int, slices: int = 3) -> tuple[Archive, list[tuple[str, str, str]]]:
+    """An archive with one series stored from ``writer``'s thread: another connection than the
+    test's, as the I/O pool's is to the event loop's."""
+    archive = Archive(root, ArchiveConfig(durable=False))
+    return archive, writer.submit(_uids, archive, _blobs(seed, slices)).result()
+
+
+def test_hits_until_a_commit_from_another_thread_empties_it(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(1) as writer:
+        archive, uids = _stored(tmp_path, writer, 1)
+        cache = RecordCache(archive.index.data_version)
+        version = cache.version()
+        records = writer.submit(archive.index.instances, uids[0][0], uids[0][1]).result()
+        cache.fill(version, records, series=uids[0][:2])
+        assert all(cache.get(*u) is not None for u in uids)
+        assert not cache.claim_series(*uids[0][:2])  # loaded: nothing to load again
+        writer.submit(archive.delete, uids[0][0], uids[0][1], uids[0][2]).result()
+        assert cache.get(*uids[0]) is None  # the delete's commit emptied it
+        assert cache.get(*uids[1]) is None
+        assert cache.claim_series(*uids[0][:2])
+
+
+def test_records_read_before_a_change_are_not_kept(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(1) as writer:
+        archive, uids = _stored(tmp_path, writer, 2)
+        cache = RecordCache(archive.index.data_version)
+        version = cache.version()
+        stale = writer.submit(archive.index.instance, *uids[0]).result()
+        writer.submit(_uids, archive, _blobs(3)).result()  # a commit between the read and the fill
+        cache.fill(version, [stale])
+        assert cache.get(*uids[0]) is None
+
+
+def test_a_commit_by_another_process_empties_it(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(1) as writer:
+        archive, uids = _stored(tmp_path, writer, 4)
+    cache = RecordCache(archive.index.data_version)
+    version = cache.version()
+    cache.fill(version, [archive.index.instance(*uids[0])])
+    assert cache.get(*uids[0]) is not None
+    script = textwrap.dedent(f"""
+        from archive.service import Archive, ArchiveConfig
+        a = Archive({str(tmp_path)!r}, ArchiveConfig(durable=False))
+        a.delete({uids[0][0]!r}, {uids[0][1]!r}, {uids[0][2]!r})
+    """)
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True)
+    assert cache.get(*uids[0]) is None
+
+
+def test_one_series_load_at_a_time_and_a_bound(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(1) as writer:
+        archive, uids = _stored(tmp_path, writer, 5, slices=4)
+        cache = RecordCache(archive.index.data_version, max_entries=3)
+        assert cache.claim_series(*uids[0][:2])
+        assert not cache.claim_series(*uids[0][:2])  # someone is loading it
+        cache.release_series(*uids[0][:2])
+        assert cache.claim_series(*uids[0][:2])
+        version = cache.version()
+        records = writer.submit(archive.index.instances, uids[0][0], uids[0][1]).result()
+        cache.fill(version, records[:2])
+        cache.fill(version, records[2:])  # above the bound: starts over rather than growing
+        assert sum(cache.get(*u) is not None for u in uids) == 2
