@@ -8,17 +8,21 @@ module per DICOMweb transaction family. Must not hold domain logic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import gc
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, TypeVar
 
+import anyio
+import anyio.lowlevel
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -76,9 +80,11 @@ class Runtime:
         # Instance records for the event loop's thread, valid until the index changes.
         self.records = RecordCache(archive.index.data_version)
         cores = os.cpu_count() or 2
-        self.cpu_pool = ThreadPoolExecutor(settings.cpu_threads or cores, thread_name_prefix="tessera-cpu")
+        self.cpu_threads = settings.cpu_threads or cores
+        self.cpu_pool = ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="tessera-cpu")
         # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
-        self.io_pool = ThreadPoolExecutor(max(8, 4 * cores), thread_name_prefix="tessera-io")
+        self.io_threads = max(8, 4 * cores)
+        self.io_pool = ThreadPoolExecutor(self.io_threads, thread_name_prefix="tessera-io")
         self.ready = False
         # Who may do what (tokens, share links, grants) and the append-only audit trail.
         self.access = AccessStore(settings.data)
@@ -134,6 +140,24 @@ class Runtime:
             self.records.fill(version, records, series=(study, series))
         finally:
             self.records.release_series(study, series)
+
+    async def start_threads(self) -> None:
+        """Start every pool thread now rather than on the first requests, each I/O thread with its
+        index connection open (about a millisecond each). Every task waits until all of its pool's
+        run, so each lands on a thread of its own."""
+
+        async def start(run: Callable[..., Any], n: int, fn: Callable[[], object]) -> None:
+            barrier = threading.Barrier(n)
+
+            def task() -> None:
+                fn()
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    barrier.wait(timeout=5)
+
+            await asyncio.gather(*(run(task) for _ in range(n)))
+
+        await start(self.io, self.io_threads, self.archive.index.generation)
+        await start(self.cpu, self.cpu_threads, lambda: None)
 
     async def aclose(self) -> None:
         if self.renditions is not None:
@@ -224,6 +248,12 @@ def create_app(settings: Settings, archive: Archive, cache: TieredCache | None =
         # Compile (or load from numba's cache) every kernel before /healthz says ready, in the CPU
         # pool, so no request pays for compilation and the loop stays free meanwhile.
         await rt.cpu(kernels.warm_up)
+        # Streaming responses run in an anyio task group, whose asyncio backend anyio imports on
+        # first use: 20-40 ms that the first series stream of every new process paid before its
+        # first image. The index connection of the loop's thread (archive/records.py) opens here too.
+        await anyio.lowlevel.checkpoint()
+        rt.records.version()
+        await rt.start_threads()
         rt.ready = True
         log.info("tessera ready: archive at %s", settings.data)
         # Start-up objects (pydicom dictionaries, compiled kernels) never die: keeping them out of the

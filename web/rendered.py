@@ -157,9 +157,14 @@ def _source(record: InstanceRecord, params: RenderParams) -> str:
     info = record.frame_info
     if record.rendition is None or params.viewport is None or info is None:
         return ""
-    if reduce_levels(resolve_region(info.rows, info.columns, params.viewport)) == 0:
-        return ""
-    return "|htj2k-reduced"
+    return "|htj2k-reduced" if _reduces(info.rows, info.columns, params.viewport) else ""
+
+
+@lru_cache(maxsize=1024)
+def _reduces(rows: int, columns: int, viewport: Viewport) -> bool:
+    """Whether this viewport of a rows x columns frame decodes a reduced resolution; remembered, as a
+    series stream's tag asks it for every slice (all of one size)."""
+    return reduce_levels(resolve_region(rows, columns, viewport)) > 0
 
 
 def _render_key(record: InstanceRecord, frame: int, params: RenderParams) -> str:
