@@ -49,6 +49,18 @@ function decodedBudget() {
 // Decoded full-resolution bitmaps of every loader on the page (all viewports share one budget).
 const SHARED = { bytes: 0 };
 
+// Parts read between two yields to the page's task queue (see stream()).
+const YIELD_EVERY = 16;
+
+// Resolves in a new task (not a microtask) without setTimeout's clamping to 4 ms.
+function nextTask() {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => { channel.port1.close(); resolve(); };
+    channel.port2.postMessage(null);
+  });
+}
+
 function num(v) { const n = Number(v); return Number.isFinite(n) ? n : undefined; }
 
 export class SeriesLoader extends EventTarget {
@@ -289,11 +301,17 @@ export class SeriesLoader extends EventTarget {
       if (level === 'low' && idx !== undefined && ((this.low[idx] && this.low[idx].gen === gen) || this.hasFull(idx, gen))) continue;
       if (level === 'low') this.stat.lowBytes += part.body.length; else this.stat.fullBytes += part.body.length;
       const blob = { data: part.body, type: part.headers['content-type'] || (level === 'low' ? 'image/jpeg' : 'image/png') };
+      const first = this.stat.firstImage === null && decodes.length === 0;
       decodes.push(this.decode(blob).then((bitmap) => {
         if (signal.aborted || this.closed) { bitmap.close(); return; }
         if (!this.items.length || !this.keyIndex.has(key)) this.pending.push({ key, level, bitmap, blob, gen });
         else this.place(key, level, bitmap, blob, gen);
       }));
+      // Parts already buffered are read in microtasks, which would keep decoded images from being
+      // placed and drawn until the stream pauses: the first image is placed before reading on, and
+      // every few parts the loop lets pending tasks (decodes landing, frames drawn) run.
+      if (first) await decodes[0];
+      else if (decodes.length % YIELD_EVERY === 0) await nextTask();
     }
     await Promise.all(decodes);
   }
