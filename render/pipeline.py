@@ -35,12 +35,14 @@ def decode_frame(
     *,
     reduce: int = 0,
     codec_preferences: Preferences | None = None,
+    threads: int = 1,
 ) -> DecodedFrame:
-    """Decode one stored frame (codestream or native bytes) with the preferred live backend.
+    """Decode one stored frame (codestream or native bytes) with the preferred live backend, on up
+    to ``threads`` threads where the codec can split a frame.
 
     Raises UnsupportedTransferSyntax, DecodeError.
     """
-    return _decode(frame_bytes, info, reduce=reduce, preferences=codec_preferences)
+    return _decode(frame_bytes, info, reduce=reduce, preferences=codec_preferences, threads=threads)
 
 
 def _check_frame(info: FrameInfo, frame_index: int) -> None:
@@ -128,6 +130,7 @@ def render_staged(
     params: RenderParams,
     *,
     decoded: DecodedFrame | None = None,
+    threads: int = 1,
 ) -> tuple[bytes, DecodedFrame, StageTimes]:
     """Decode (unless ``decoded`` is given), render and encode one frame, timing each stage.
 
@@ -141,7 +144,7 @@ def render_staged(
         reduce = 0
         if params.viewport is not None and info.transfer_syntax_uid in HTJ2K_SYNTAXES:
             reduce = reduce_levels(resolve_region(info.rows, info.columns, params.viewport))
-        decoded = decode_frame(frame_bytes, info, reduce=reduce)
+        decoded = decode_frame(frame_bytes, info, reduce=reduce, threads=threads)
     t1 = time.perf_counter()
     pixels = pixels_from_decoded(decoded, info, frame_index, params)
     t2 = time.perf_counter()

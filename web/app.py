@@ -81,6 +81,7 @@ class Runtime:
         self.records = RecordCache(archive.index.data_version)
         cores = os.cpu_count() or 2
         self.cpu_threads = settings.cpu_threads or cores
+        self.cpu_jobs = 0  # CPU-pool calls submitted and not finished (counted in the loop's thread)
         self.cpu_pool = ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="tessera-cpu")
         # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
         self.io_threads = max(8, 4 * cores)
@@ -103,7 +104,16 @@ class Runtime:
             )
 
     async def cpu(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, partial(fn, *args, **kwargs))
+        self.cpu_jobs += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, partial(fn, *args, **kwargs))
+        finally:
+            self.cpu_jobs -= 1
+
+    def frame_threads(self) -> int:
+        """Threads one frame's decode may use now: every CPU thread when the pool has nothing else
+        to do (a lone cold JPEG 2000 frame then decodes in half the time), else one."""
+        return self.cpu_threads if self.cpu_jobs == 0 else 1
 
     async def io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io_pool, partial(fn, *args, **kwargs))

@@ -290,7 +290,8 @@ async def _render_bytes(rt: Runtime, record: InstanceRecord, frame: int, params:
         body, _decoded, times = await rt.cpu(render_staged, b"", info, frame - 1, params, decoded=decoded)
         _observe(syntax, times)
         return body
-    body, decoded, times = await rt.on_frame_source(record, frame, render_staged, frame - 1, params)
+    threads = rt.frame_threads()
+    body, decoded, times = await rt.on_frame_source(record, frame, render_staged, frame - 1, params, threads=threads)
     _observe(syntax, times)
     if decoded is not None:
         rt.decoded.put(dkey, decoded, decoded.array.nbytes)

@@ -122,7 +122,7 @@ async def _decode(rt: Runtime, record: InstanceRecord, frame: int, level: int, k
     info = record.frame_info
     assert info is not None
     started = time.perf_counter()
-    decoded = await rt.on_frame_source(record, frame, decode_frame, reduce=level)
+    decoded = await rt.on_frame_source(record, frame, decode_frame, reduce=level, threads=rt.frame_threads())
     syntax = record.rendition.syntax if record.rendition is not None else info.transfer_syntax_uid
     observe_render(syntax, "decode", time.perf_counter() - started)
     rt.decoded.put(key, decoded, decoded.array.nbytes)

@@ -69,7 +69,11 @@ class Backend(Protocol):
 
     def is_available(self) -> bool: ...
 
-    def decode(self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0) -> DecodedFrame: ...
+    def decode(
+        self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0, threads: int = 1
+    ) -> DecodedFrame:
+        """``threads``: how many threads this one frame's decode may use (a codec that cannot split
+        a frame ignores it)."""
 
 
 def finish(

@@ -22,7 +22,9 @@ class NativeBackend:
     def is_available(self) -> bool:
         return True
 
-    def decode(self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0) -> DecodedFrame:
+    def decode(
+        self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0, threads: int = 1
+    ) -> DecodedFrame:
         """Raises DecodeError when the frame is shorter than FrameInfo says (truncated file)."""
         rows, cols, spp, ba = info.rows, info.columns, info.samples_per_pixel, info.bits_allocated
         buf = memoryview(data).cast("B")

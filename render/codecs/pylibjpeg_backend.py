@@ -50,7 +50,9 @@ class OpenJpegBackend:
     def is_available(self) -> bool:
         return _openjpeg is not None
 
-    def decode(self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0) -> DecodedFrame:
+    def decode(
+        self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0, threads: int = 1
+    ) -> DecodedFrame:
         """Raises DecodeError on a bad codestream."""
         if _openjpeg is None:
             raise DecodeError("pylibjpeg-openjpeg is not installed")
@@ -69,7 +71,9 @@ class LibjpegBackend:
     def is_available(self) -> bool:
         return _libjpeg is not None
 
-    def decode(self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0) -> DecodedFrame:
+    def decode(
+        self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0, threads: int = 1
+    ) -> DecodedFrame:
         """Raises DecodeError on a bad codestream (e.g. error -1038 on some 12-bit NEMA samples)."""
         if _libjpeg is None:
             raise DecodeError("pylibjpeg-libjpeg is not installed")
@@ -94,7 +98,9 @@ class RleBackend:
     def is_available(self) -> bool:
         return _rle_decode_frame is not None
 
-    def decode(self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0) -> DecodedFrame:
+    def decode(
+        self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0, threads: int = 1
+    ) -> DecodedFrame:
         """Raises DecodeError on a bad RLE frame (PS3.5 Annex G)."""
         if _rle_decode_frame is None:
             raise DecodeError("pylibjpeg-rle is not installed")

@@ -95,12 +95,14 @@ def decode(
     *,
     reduce: int = 0,
     preferences: Mapping[str, Sequence[str]] | None = None,
+    threads: int = 1,
 ) -> DecodedFrame:
     """Decode one frame with the preferred live backend.
 
     ``reduce=k`` asks for 1/2^k resolution; backends that cannot do it decode at full size, and
-    ``DecodedFrame.reduce`` says what was produced. Raises UnsupportedTransferSyntax or DecodeError.
+    ``DecodedFrame.reduce`` says what was produced. ``threads`` is how many threads this one frame
+    may use. Raises UnsupportedTransferSyntax or DecodeError.
     """
     backend = select_backend(info.transfer_syntax_uid, preferences)
     k = reduce if info.transfer_syntax_uid in backend.supports_reduce else 0
-    return backend.decode(data, info, reduce=k)
+    return backend.decode(data, info, reduce=k, threads=threads)

@@ -23,7 +23,9 @@ class SimplejpegBackend:
     def is_available(self) -> bool:
         return _sj is not None
 
-    def decode(self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0) -> DecodedFrame:
+    def decode(
+        self, data: bytes | memoryview, info: FrameInfo, *, reduce: int = 0, threads: int = 1
+    ) -> DecodedFrame:
         """Raises DecodeError on a bad stream or a sample layout simplejpeg cannot give."""
         if _sj is None:
             raise DecodeError("simplejpeg is not installed")
