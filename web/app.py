@@ -78,7 +78,7 @@ class Runtime:
         self.warm_series = bool(settings.redis_url) or processes == 1
         self.series_cache: dict[str, tuple[float, int, list[Any]]] = {}
         # Instance records for the event loop's thread, valid until the index changes.
-        self.records = RecordCache(archive.index.data_version)
+        self.records = RecordCache(lambda: self.archive.index.data_version())
         cores = os.cpu_count() or 2
         self.cpu_threads = settings.cpu_threads or cores
         self.cpu_jobs = 0  # CPU-pool calls submitted and not finished (counted in the loop's thread)
