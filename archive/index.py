@@ -440,7 +440,7 @@ class SQLiteIndex(RenditionIndexMixin):
     def data_version(self) -> int:
         """A number that changes whenever another connection (any other thread or process) commits,
         as seen by this thread's connection, so only meaningful in a thread that never writes; read
-        from the WAL index in shared memory, not from disk: cheap enough for the event loop's thread
+        from the WAL index in shared memory and the mapped first page: cheap enough for the event loop's thread
         (archive/records.py uses it there)."""
         return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
 

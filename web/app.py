@@ -32,6 +32,7 @@ from starlette.routing import Mount, Route, Router
 
 from archive.access import AccessStore
 from archive.audit import AuditLog
+from archive.errors import NotFound
 from archive.index import InstanceRecord
 from archive.records import RecordCache
 from archive.renditions import RenditionPolicy, RenditionWorker
@@ -81,7 +82,8 @@ class Runtime:
         self.records = RecordCache(lambda: self.archive.index.data_version())
         cores = os.cpu_count() or 2
         self.cpu_threads = settings.cpu_threads or cores
-        self.cpu_jobs = 0  # CPU-pool calls submitted and not finished (counted in the loop's thread)
+        self.cpu_jobs = 0  # CPU-pool jobs submitted and not finished
+        self._cpu_jobs_lock = threading.Lock()
         self.cpu_pool = ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="tessera-cpu")
         # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
         self.io_threads = max(8, 4 * cores)
@@ -104,15 +106,26 @@ class Runtime:
             )
 
     async def cpu(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        self.cpu_jobs += 1
+        with self._cpu_jobs_lock:
+            self.cpu_jobs += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.cpu_pool, partial(fn, *args, **kwargs))
-        finally:
+            job = self.cpu_pool.submit(partial(fn, *args, **kwargs))
+        except BaseException:
+            self._cpu_job_done(None)
+            raise
+        # Counted until the pool is done with it: a caller that stops waiting (a cancelled stream)
+        # leaves its job running.
+        job.add_done_callback(self._cpu_job_done)
+        return await asyncio.wrap_future(job)
+
+    def _cpu_job_done(self, _job: object) -> None:
+        with self._cpu_jobs_lock:  # runs in the pool's thread
             self.cpu_jobs -= 1
 
     def frame_threads(self) -> int:
         """Threads one frame's decode may use now: every CPU thread when the pool has nothing else
-        to do (a lone cold JPEG 2000 frame then decodes in half the time), else one."""
+        to do (a lone cold JPEG 2000 frame then decodes in half the time), else one. Other worker
+        processes are not counted: at worst the two cores are briefly oversubscribed."""
         return self.cpu_threads if self.cpu_jobs == 0 else 1
 
     async def io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -141,15 +154,21 @@ class Runtime:
         self.records.fill(version, [record])
         if self.records.claim_series(study, series):
             task = asyncio.ensure_future(self._load_series(version, study, series))
-            task.add_done_callback(_log_failure)
+            task.add_done_callback(partial(self._series_loaded, study, series))
         return record
 
     async def _load_series(self, version: int, study: str, series: str) -> None:
-        try:
-            records = await self.io(self.archive.index.instances, study, series)
-            self.records.fill(version, records, series=(study, series))
-        finally:
-            self.records.release_series(study, series)
+        records = await self.io(self.archive.index.instances, study, series)
+        self.records.fill(version, records, series=(study, series))
+
+    def _series_loaded(self, study: str, series: str, task: asyncio.Future[None]) -> None:
+        # A done callback, so the claim is released even for a task cancelled before it started.
+        self.records.release_series(study, series)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, NotFound):  # a series deleted meanwhile is no news
+            log.warning("loading a series' records failed: %s", exc)
 
     async def start_threads(self) -> None:
         """Start every pool thread now rather than on the first requests, each I/O thread with its
@@ -191,11 +210,6 @@ def _on_source(
 ) -> T:
     data, info = archive.render_source(record, frame)
     return fn(data, info, *args, **kwargs)
-
-
-def _log_failure(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("loading a series' records failed: %s", task.exception())
 
 
 def runtime(request: Request) -> Runtime:

@@ -86,7 +86,7 @@ def test_a_commit_by_another_process_empties_it(tmp_path: Path) -> None:
 def test_one_series_load_at_a_time_and_a_bound(tmp_path: Path) -> None:
     with ThreadPoolExecutor(1) as writer:
         archive, uids = _stored(tmp_path, writer, 5, slices=4)
-        cache = RecordCache(archive.index.data_version, max_entries=3)
+        cache = RecordCache(archive.index.data_version, max_frames=3)  # one frame per synthetic slice
         assert cache.claim_series(*uids[0][:2])
         assert not cache.claim_series(*uids[0][:2])  # someone is loading it
         cache.release_series(*uids[0][:2])
@@ -96,3 +96,27 @@ def test_one_series_load_at_a_time_and_a_bound(tmp_path: Path) -> None:
         cache.fill(version, records[:2])
         cache.fill(version, records[2:])  # above the bound: starts over rather than growing
         assert sum(cache.get(*u) is not None for u in uids) == 2
+
+
+def test_a_series_load_thrown_away_holds_back_the_next(tmp_path: Path) -> None:
+    """While the index keeps changing (an ingest), whole-series loads would only be discarded."""
+    with ThreadPoolExecutor(1) as writer:
+        archive, uids = _stored(tmp_path, writer, 6)
+        cache = RecordCache(archive.index.data_version)
+        version = cache.version()
+        records = writer.submit(archive.index.instances, uids[0][0], uids[0][1]).result()
+        writer.submit(_uids, archive, _blobs(7)).result()  # a commit while the load "ran"
+        assert cache.claim_series(*uids[0][:2])
+        cache.fill(version, records, series=uids[0][:2])
+        cache.release_series(*uids[0][:2])
+        assert cache.get(*uids[0]) is None
+        assert not cache.claim_series(*uids[0][:2])  # backing off
+
+
+def test_a_batch_larger_than_the_bound_is_not_kept(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(1) as writer:
+        archive, uids = _stored(tmp_path, writer, 8, slices=4)
+        cache = RecordCache(archive.index.data_version, max_frames=3)
+        version = cache.version()
+        cache.fill(version, writer.submit(archive.index.instances, uids[0][0], uids[0][1]).result())
+        assert all(cache.get(*u) is None for u in uids)

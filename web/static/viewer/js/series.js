@@ -310,7 +310,7 @@ export class SeriesLoader extends EventTarget {
       // Parts already buffered are read in microtasks, which would keep decoded images from being
       // placed and drawn until the stream pauses: the first image is placed before reading on, and
       // every few parts the loop lets pending tasks (decodes landing, frames drawn) run.
-      if (first) await decodes[0];
+      if (first) await decodes[0].catch(() => {}); // a failure is reported by Promise.all below
       else if (decodes.length % YIELD_EVERY === 0) await nextTask();
     }
     await Promise.all(decodes);
