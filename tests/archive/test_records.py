@@ -41,12 +41,16 @@ def _stored(root: Path, writer: ThreadPoolExecutor, seed: int, slices: int = 3) 
     return archive, writer.submit(_uids, archive, _blobs(seed, slices)).result()
 
 
+def _series_records(archive: Archive, writer: ThreadPoolExecutor, uid: tuple[str, str, str]) -> list:
+    return writer.submit(archive.index.instances, uid[0], uid[1]).result()
+
+
 def test_hits_until_a_commit_from_another_thread_empties_it(tmp_path: Path) -> None:
     with ThreadPoolExecutor(1) as writer:
         archive, uids = _stored(tmp_path, writer, 1)
         cache = RecordCache(archive.index.data_version)
         version = cache.version()
-        records = writer.submit(archive.index.instances, uids[0][0], uids[0][1]).result()
+        records = _series_records(archive, writer, uids[0])
         cache.fill(version, records, series=uids[0][:2])
         assert all(cache.get(*u) is not None for u in uids)
         assert not cache.claim_series(*uids[0][:2])  # loaded: nothing to load again
@@ -92,7 +96,7 @@ def test_one_series_load_at_a_time_and_a_bound(tmp_path: Path) -> None:
         cache.release_series(*uids[0][:2])
         assert cache.claim_series(*uids[0][:2])
         version = cache.version()
-        records = writer.submit(archive.index.instances, uids[0][0], uids[0][1]).result()
+        records = _series_records(archive, writer, uids[0])
         cache.fill(version, records[:2])
         cache.fill(version, records[2:])  # above the bound: starts over rather than growing
         assert sum(cache.get(*u) is not None for u in uids) == 2
@@ -104,7 +108,7 @@ def test_a_series_load_thrown_away_holds_back_the_next(tmp_path: Path) -> None:
         archive, uids = _stored(tmp_path, writer, 6)
         cache = RecordCache(archive.index.data_version)
         version = cache.version()
-        records = writer.submit(archive.index.instances, uids[0][0], uids[0][1]).result()
+        records = _series_records(archive, writer, uids[0])
         writer.submit(_uids, archive, _blobs(7)).result()  # a commit while the load "ran"
         assert cache.claim_series(*uids[0][:2])
         cache.fill(version, records, series=uids[0][:2])
@@ -118,5 +122,5 @@ def test_a_batch_larger_than_the_bound_is_not_kept(tmp_path: Path) -> None:
         archive, uids = _stored(tmp_path, writer, 8, slices=4)
         cache = RecordCache(archive.index.data_version, max_frames=3)
         version = cache.version()
-        cache.fill(version, writer.submit(archive.index.instances, uids[0][0], uids[0][1]).result())
+        cache.fill(version, _series_records(archive, writer, uids[0]))
         assert all(cache.get(*u) is None for u in uids)

@@ -103,10 +103,13 @@ def test_redis_stopped_and_restarted_mid_test(tmp_path: Path, private_redis: Pri
         assert metric(server.root, "tessera_redis_errors_total") >= 1
         private_redis.start()  # a new, empty server on the same port
         deadline = time.monotonic() + 10
+        attempt = 0
         while private_redis.keys() == 0 and time.monotonic() < deadline:
-            # Each request is a new frame; once the circuit closes again values land in Redis.
-            n = 5 + int((deadline - time.monotonic()) * 10) % 4
-            assert httpx.get(rendered_url(server.url, 1, n) + f"?quality={50 + n}").status_code == 200
+            # Each request is an image not rendered before (a repeat would be a memory hit and never
+            # reach Redis); once the circuit closes again values land in Redis.
+            n, quality = 5 + attempt % 4, 50 + attempt % 50
+            attempt += 1
+            assert httpx.get(rendered_url(server.url, 1, n) + f"?quality={quality}").status_code == 200
             time.sleep(0.2)
         assert private_redis.keys() >= 1
     finally:
