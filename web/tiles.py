@@ -119,14 +119,18 @@ async def decoded_frame(rt: Runtime, record: InstanceRecord, frame: int, level: 
 
 
 async def _decode(rt: Runtime, record: InstanceRecord, frame: int, level: int, key: str) -> DecodedFrame:
-    info = record.frame_info
-    assert info is not None
-    started = time.perf_counter()
-    decoded = await rt.on_frame_source(record, frame, decode_frame, reduce=level, threads=rt.frame_threads())
-    syntax = record.rendition.syntax if record.rendition is not None else info.transfer_syntax_uid
-    observe_render(syntax, "decode", time.perf_counter() - started)
+    decoded, syntax, seconds = await rt.on_frame_source(record, frame, _timed_decode, level, rt.frame_threads())
+    observe_render(syntax, "decode", seconds)
     rt.decoded.put(key, decoded, decoded.array.nbytes)
     return decoded
+
+
+def _timed_decode(data: bytes, info: FrameInfo, level: int, threads: int) -> tuple[DecodedFrame, str, float]:
+    """Decode in the CPU pool; the syntax actually read (a rendition, or the original when the
+    rendition is unreadable) and the decode time alone, for the metric."""
+    started = time.perf_counter()
+    decoded = decode_frame(data, info, reduce=level, threads=threads)
+    return decoded, info.transfer_syntax_uid, time.perf_counter() - started
 
 
 def pyramid(rows: int, columns: int, tile_size: int = TILE_SIZE) -> list[dict[str, int]]:
