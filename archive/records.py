@@ -5,8 +5,8 @@ anything else; looking it up costs a trip to the I/O pool, more than the SQLite 
 cache answers repeated lookups in the event loop's thread. It is valid exactly as long as nobody
 committed to the index: SQLite's ``PRAGMA data_version`` on the cache's own connection (from the
 WAL index in shared memory and the mapped first page) changes with every commit by any other
-connection of any process, and a change empties the cache. A miss is looked up as before; the first miss in a series loads the
-whole series in one query behind it, since a viewer asks for every slice of the series it opened
+connection of any process, and a change empties the cache. A miss is looked up as before; the
+first miss in a series loads the whole series in one query behind it, since a viewer asks for every slice of the series it opened
 (not while the index keeps changing, as during an ingest, when such loads would be thrown away).
 
 Must be used from one thread (the event loop's), whose index connection must never write: a
@@ -40,8 +40,6 @@ class RecordCache:
         self._discarded_at = float("-inf")
         self._series_loaded: set[tuple[str, str]] = set()
         self._series_pending: set[tuple[str, str]] = set()
-        self.hits = 0
-        self.misses = 0
 
     def version(self) -> int:
         """The index version now; pass it to ``fill`` with records read after this call."""
@@ -51,12 +49,7 @@ class RecordCache:
         now = self._version()
         if now != self._stamp:
             self._clear(now)
-        record = self._records.get((study, series, sop))
-        if record is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return record
+        return self._records.get((study, series, sop))
 
     def claim_series(self, study: str, series: str) -> bool:
         """True when the whole series is worth loading (not loaded since the last change, nobody

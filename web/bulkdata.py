@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from archive.errors import NotFound
 from archive.index import InstanceRecord
 from archive.parse import NATIVE_SYNTAXES
-from web.common import parse_accept, path_uid
+from web.common import instance_uids, parse_accept
 from web.errors import BadRequest, NotAcceptableRequest
 from web.multipart import new_boundary, start_parts
 
@@ -83,7 +83,7 @@ async def retrieve_bulkdata(request: Request) -> Response:
     from web.app import runtime
 
     rt = runtime(request)
-    study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+    study, series, sop = instance_uids(request)
     path = parse_tag_path(request.path_params["path"])
     record = await rt.record(study, series, sop)
     multipart = _wants_multipart(request)

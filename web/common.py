@@ -25,6 +25,11 @@ def path_uid(request: Request, name: str) -> str:
     return value
 
 
+def instance_uids(request: Request) -> tuple[str, str, str]:
+    """Study, series and SOP Instance UID of an instance path; raises BadRequest naming a bad one."""
+    return path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+
+
 def optional_uid(request: Request, name: str) -> str | None:
     return path_uid(request, name) if name in request.path_params else None
 

@@ -37,7 +37,7 @@ from render.codecs.registry import candidates
 from render.params import MEDIA_JPEG, MEDIA_PNG, RenderParams, Viewport, parse_render_params
 from render.pipeline import StageTimes, render_staged
 from render.transform import reduce_levels, resolve_region
-from web.common import parse_accept_value, path_uid
+from web.common import instance_uids, parse_accept_value, path_uid
 from web.errors import BadRequest, NotAcceptableRequest
 from web.tiles import is_tile_request, tile_bytes
 from web.wado import parse_frame_list
@@ -373,11 +373,6 @@ async def _single(
 # --- rendered -----------------------------------------------------------------------------------
 
 
-def _instance_uids(request: Request) -> tuple[str, str, str]:
-    """Study, series and SOP Instance UID of an instance path; raises BadRequest naming a bad one."""
-    return path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
-
-
 async def _image_record(rt: Runtime, uids: tuple[str, str, str]) -> InstanceRecord:
     """The instance at ``uids``, which must hold an image this server can render. Raises NotFound,
     BadRequest (no pixel data) or UnsupportedTransferSyntax (406)."""
@@ -386,15 +381,13 @@ async def _image_record(rt: Runtime, uids: tuple[str, str, str]) -> InstanceReco
     return record
 
 
-
-
 async def instance_rendered(request: Request) -> Response:
     """GET .../instances/{i}/rendered: frame 1 (PS3.18 10.4.1.1.3)."""
     from web.app import runtime
 
     started = time.perf_counter()
     rt = runtime(request)
-    uids = _instance_uids(request)
+    uids = instance_uids(request)
     params = parse_request(request)
     record = await _image_record(rt, uids)
     return await _single(request, rt, record, 1, params, IMMUTABLE, started)
@@ -406,7 +399,7 @@ async def frames_rendered(request: Request) -> Response:
 
     started = time.perf_counter()
     rt = runtime(request)
-    uids = _instance_uids(request)
+    uids = instance_uids(request)
     numbers = parse_frame_list(request.path_params["frames"])
     params = parse_request(request)
     record = await _image_record(rt, uids)
@@ -458,7 +451,7 @@ async def instance_thumbnail(request: Request) -> Response:
 
     started = time.perf_counter()
     rt = runtime(request)
-    uids = _instance_uids(request)
+    uids = instance_uids(request)
     params = parse_request(request)
     record = await _image_record(rt, uids)
     return await _thumbnail(request, rt, record, _middle_frame(record), params, IMMUTABLE, started)
@@ -470,7 +463,7 @@ async def frame_thumbnail(request: Request) -> Response:
 
     started = time.perf_counter()
     rt = runtime(request)
-    uids = _instance_uids(request)
+    uids = instance_uids(request)
     numbers = parse_frame_list(request.path_params["frames"])
     if len(numbers) != 1:
         raise BadRequest(f"frame list {request.path_params['frames'][:80]!r}: a thumbnail is one image, give one frame")

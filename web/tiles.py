@@ -38,6 +38,7 @@ from render.codecs.base import HTJ2K_SYNTAXES
 from render.frameinfo import FrameInfo
 from render.params import RenderParams
 from render.pipeline import decode_frame, reduce_levels, render_decoded, resolve_region
+from web.common import instance_uids
 
 if TYPE_CHECKING:
     from web.app import Runtime
@@ -151,10 +152,10 @@ async def instance_tiles(request: Request) -> Response:
     """GET .../instances/{i}/tiles (non-standard): the tile pyramid of an instance, as JSON
     ``{rows, columns, frames, tile_size, levels: [{level, rows, columns, tiles_x, tiles_y}]}``."""
     from web.app import runtime
-    from web.rendered import IMMUTABLE, _image_record, _instance_uids, _not_modified
+    from web.rendered import IMMUTABLE, _image_record, _not_modified
 
     rt = runtime(request)
-    record = await _image_record(rt, _instance_uids(request))
+    record = await _image_record(rt, instance_uids(request))
     info = record.frame_info
     assert info is not None
     # The descriptor depends only on the stored version: a strong tag from its blob key.

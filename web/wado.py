@@ -23,6 +23,7 @@ from web import bulkdata
 from web.common import (
     MediaRange,
     dicom_json_response,
+    instance_uids,
     optional_uid,
     parse_accept,
     path_uid,
@@ -209,7 +210,7 @@ async def retrieve_frames(request: Request) -> Response:
     from web.app import base_url, runtime
 
     rt = runtime(request)
-    study, series, sop = path_uid(request, "study"), path_uid(request, "series"), path_uid(request, "instance")
+    study, series, sop = instance_uids(request)
     numbers = parse_frame_list(request.path_params["frames"])
     record = await rt.record(study, series, sop)
     if record.frame_info is None:

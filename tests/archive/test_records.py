@@ -34,23 +34,29 @@ def _uids(archive: Archive, blobs: list[bytes]) -> list[tuple[str, str, str]]:
     return [(r.study_uid, r.series_uid, r.sop_instance_uid) for r in results]
 
 
-def _stored(root: Path, writer: ThreadPoolExecutor, seed: int, slices: int = 3) -> tuple[Archive, list[tuple[str, str, str]]]:
-    """An archive with one series stored from ``writer``'s thread: another connection than the
-    test's, as the I/O pool's is to the event loop's."""
+Uids = list[tuple[str, str, str]]
+
+
+def _stored(
+    root: Path, writer: ThreadPoolExecutor, seed: int, slices: int = 3, **cache_options: int
+) -> tuple[Archive, Uids, RecordCache]:
+    """An archive with one series stored from ``writer``'s thread (another connection than the
+    test's, as the I/O pool's is to the event loop's), and a record cache on the test's connection."""
     archive = Archive(root, ArchiveConfig(durable=False))
-    return archive, writer.submit(_uids, archive, _blobs(seed, slices)).result()
+    uids = writer.submit(_uids, archive, _blobs(seed, slices)).result()
+    return archive, uids, RecordCache(archive.index.data_version, **cache_options)
 
 
-def _series_records(archive: Archive, writer: ThreadPoolExecutor, uid: tuple[str, str, str]) -> list:
-    return writer.submit(archive.index.instances, uid[0], uid[1]).result()
+def _read_series(archive: Archive, writer: ThreadPoolExecutor, cache: RecordCache, uid: tuple[str, str, str]) -> tuple[int, list]:
+    """The cache's version, then the series' records read from ``writer``'s thread after it."""
+    version = cache.version()
+    return version, writer.submit(archive.index.instances, uid[0], uid[1]).result()
 
 
 def test_hits_until_a_commit_from_another_thread_empties_it(tmp_path: Path) -> None:
     with ThreadPoolExecutor(1) as writer:
-        archive, uids = _stored(tmp_path, writer, 1)
-        cache = RecordCache(archive.index.data_version)
-        version = cache.version()
-        records = _series_records(archive, writer, uids[0])
+        archive, uids, cache = _stored(tmp_path, writer, 1)
+        version, records = _read_series(archive, writer, cache, uids[0])
         cache.fill(version, records, series=uids[0][:2])
         assert all(cache.get(*u) is not None for u in uids)
         assert not cache.claim_series(*uids[0][:2])  # loaded: nothing to load again
@@ -62,8 +68,7 @@ def test_hits_until_a_commit_from_another_thread_empties_it(tmp_path: Path) -> N
 
 def test_records_read_before_a_change_are_not_kept(tmp_path: Path) -> None:
     with ThreadPoolExecutor(1) as writer:
-        archive, uids = _stored(tmp_path, writer, 2)
-        cache = RecordCache(archive.index.data_version)
+        archive, uids, cache = _stored(tmp_path, writer, 2)
         version = cache.version()
         stale = writer.submit(archive.index.instance, *uids[0]).result()
         writer.submit(_uids, archive, _blobs(3)).result()  # a commit between the read and the fill
@@ -73,8 +78,7 @@ def test_records_read_before_a_change_are_not_kept(tmp_path: Path) -> None:
 
 def test_a_commit_by_another_process_empties_it(tmp_path: Path) -> None:
     with ThreadPoolExecutor(1) as writer:
-        archive, uids = _stored(tmp_path, writer, 4)
-    cache = RecordCache(archive.index.data_version)
+        archive, uids, cache = _stored(tmp_path, writer, 4)
     version = cache.version()
     cache.fill(version, [archive.index.instance(*uids[0])])
     assert cache.get(*uids[0]) is not None
@@ -89,14 +93,12 @@ def test_a_commit_by_another_process_empties_it(tmp_path: Path) -> None:
 
 def test_one_series_load_at_a_time_and_a_bound(tmp_path: Path) -> None:
     with ThreadPoolExecutor(1) as writer:
-        archive, uids = _stored(tmp_path, writer, 5, slices=4)
-        cache = RecordCache(archive.index.data_version, max_frames=3)  # one frame per synthetic slice
+        archive, uids, cache = _stored(tmp_path, writer, 5, slices=4, max_frames=3)  # a frame per slice
         assert cache.claim_series(*uids[0][:2])
         assert not cache.claim_series(*uids[0][:2])  # someone is loading it
         cache.release_series(*uids[0][:2])
         assert cache.claim_series(*uids[0][:2])
-        version = cache.version()
-        records = _series_records(archive, writer, uids[0])
+        version, records = _read_series(archive, writer, cache, uids[0])
         cache.fill(version, records[:2])
         cache.fill(version, records[2:])  # above the bound: starts over rather than growing
         assert sum(cache.get(*u) is not None for u in uids) == 2
@@ -105,10 +107,8 @@ def test_one_series_load_at_a_time_and_a_bound(tmp_path: Path) -> None:
 def test_a_series_load_thrown_away_holds_back_the_next(tmp_path: Path) -> None:
     """While the index keeps changing (an ingest), whole-series loads would only be discarded."""
     with ThreadPoolExecutor(1) as writer:
-        archive, uids = _stored(tmp_path, writer, 6)
-        cache = RecordCache(archive.index.data_version)
-        version = cache.version()
-        records = _series_records(archive, writer, uids[0])
+        archive, uids, cache = _stored(tmp_path, writer, 6)
+        version, records = _read_series(archive, writer, cache, uids[0])
         writer.submit(_uids, archive, _blobs(7)).result()  # a commit while the load "ran"
         assert cache.claim_series(*uids[0][:2])
         cache.fill(version, records, series=uids[0][:2])
@@ -119,8 +119,6 @@ def test_a_series_load_thrown_away_holds_back_the_next(tmp_path: Path) -> None:
 
 def test_a_batch_larger_than_the_bound_is_not_kept(tmp_path: Path) -> None:
     with ThreadPoolExecutor(1) as writer:
-        archive, uids = _stored(tmp_path, writer, 8, slices=4)
-        cache = RecordCache(archive.index.data_version, max_frames=3)
-        version = cache.version()
-        cache.fill(version, _series_records(archive, writer, uids[0]))
+        archive, uids, cache = _stored(tmp_path, writer, 8, slices=4, max_frames=3)
+        cache.fill(*_read_series(archive, writer, cache, uids[0]))
         assert all(cache.get(*u) is None for u in uids)
