@@ -80,13 +80,18 @@ class Runtime:
         self.series_cache: dict[str, tuple[float, int, list[Any]]] = {}
         # Instance records for the event loop's thread, valid until the index changes.
         self.records = RecordCache(lambda: self.archive.index.data_version())
-        cores = os.cpu_count() or 2
-        self.cpu_threads = settings.cpu_threads or cores
+        self.cores = os.cpu_count() or 2
+        # One thread more than the cores: each job holds the GIL between its GIL-free stretches
+        # (reading the frame, numpy set-up, handing over the result) and the event loop holds it
+        # while serving HTTP, so with one thread per core a core sat idle waiting for the GIL:
+        # rendered JPEG-LS at concurrency 16 gave 176% CPU and 190-206 frames/s with 2 threads, 186%
+        # and 212-234 with 3 (bench/render_bench.py's c16 run, one process, interleaved A/B).
+        self.cpu_threads = settings.cpu_threads or self.cores + 1
         self.cpu_jobs = 0  # CPU-pool jobs submitted and not finished
         self._cpu_jobs_lock = threading.Lock()
         self.cpu_pool = ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="tessera-cpu")
         # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
-        self.io_threads = max(8, 4 * cores)
+        self.io_threads = max(8, 4 * self.cores)
         self.io_pool = ThreadPoolExecutor(self.io_threads, thread_name_prefix="tessera-io")
         self.ready = False
         # Who may do what (tokens, share links, grants) and the append-only audit trail.
@@ -126,7 +131,7 @@ class Runtime:
         """Threads one frame's decode may use now: every CPU thread when the pool has nothing else
         to do (a lone cold JPEG 2000 frame then decodes in half the time), else one. Other worker
         processes are not counted: at worst the two cores are briefly oversubscribed."""
-        return self.cpu_threads if self.cpu_jobs == 0 else 1
+        return min(self.cpu_threads, self.cores) if self.cpu_jobs == 0 else 1
 
     async def io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io_pool, partial(fn, *args, **kwargs))

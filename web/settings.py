@@ -37,7 +37,7 @@ class Settings:
     max_instance_bytes: int = 2 << 30
     #: Largest declared uncompressed pixel data per instance, refused before decoding. TESSERA_MAX_PIXEL_BYTES.
     max_pixel_bytes: int = 4 << 30
-    #: Threads for CPU work (parse, decode, render); 0 = number of cores. TESSERA_CPU_THREADS.
+    #: Threads for CPU work (parse, decode, render); 0 = one more than the cores. TESSERA_CPU_THREADS.
     cpu_threads: int = 0
     #: Largest QIDO-RS page. TESSERA_MAX_QIDO_LIMIT.
     max_qido_limit: int = 10000

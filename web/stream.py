@@ -23,7 +23,6 @@ Must not render frames itself: ``web.rendered.rendered_image`` does (cache and s
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -150,7 +149,7 @@ async def multipart_response(
     marks = {(r.series_uid, _canonical(params), params.media_type) for r, _f in items} if warms else set()
     fresh = marks - rt.warmed
     mark_warmed(rt, fresh)
-    renders = _Renders(rt, items, params, rt.settings.cpu_threads or os.cpu_count() or 2)
+    renders = _Renders(rt, items, params, rt.cpu_threads)
     try:
         # The first part is rendered before the response starts, so its errors still get a status.
         await renders.pending[0][2]
