@@ -23,7 +23,8 @@ from archive.errors import (
     StudyMismatch,
 )
 from archive.index import InstanceConflictError, InstanceRecord, SQLiteIndex, StaleBlobError, StoreOutcome
-from archive.parse import ParsedInstance, parse_instance
+from archive.parse import ParsedInstance
+from archive.parsepool import parse_all
 from archive.storage import LocalStorage, derived_key, new_key
 from render.frameinfo import FrameInfo
 
@@ -55,6 +56,7 @@ class ArchiveConfig:
     overwrite: bool = False  # same SOP Instance UID with other bytes replaces instead of conflicting
     max_instance_bytes: int = 2 << 30
     max_pixel_bytes: int = 4 << 30  # declared (uncompressed) pixel data per instance
+    parse_processes: int = 0  # worker processes parsing received instances; 0 = in the calling thread
 
 
 class Archive:
@@ -75,32 +77,75 @@ class Archive:
         The blobs of one call share one index transaction and one round of fsyncs.
         """
         results: list[StoreResult | None] = [None] * len(blobs)
-        parsed_items: list[tuple[int, ParsedInstance, bytes]] = []
+        sized: list[int] = []
         for i, data in enumerate(blobs):
+            if len(data) > self.config.max_instance_bytes:  # refused before it is written or copied
+                results[i] = _failed(InstanceTooLarge(
+                    f"instance of {len(data)} bytes is above the limit of {self.config.max_instance_bytes} bytes"))
+            else:
+                sized.append(i)
+        # With parser processes the blobs are written first, to temporary files those processes read
+        # (a pipe carried 530 KB slices slower than parsing them); the accepted ones are then renamed
+        # into place and the others removed. Without, only accepted blobs are ever written.
+        staged: dict[int, Path] = {}
+        if self.config.parse_processes > 0 and sized:
             try:
-                parsed_items.append((i, self._validate(data, expected_study), data))
-            except IngestError as exc:
-                results[i] = _failed(exc)
+                paths = self.storage.stage([blobs[i] for i in sized], durable=self.config.durable)
+            except OSError as exc:
+                log.exception("staging %d blobs failed", len(sized))
+                for i in sized:
+                    results[i] = _failed(IngestError(f"storage failure: {exc.strerror}"), None, 0xA700)
+                return [r for r in results if r is not None]
+            staged = dict(zip(sized, paths, strict=True))
+        try:
+            return self._store_checked(blobs, sized, staged, results, expected_study)
+        finally:
+            self.storage.discard(list(staged.values()))
+
+    def _store_checked(
+        self, blobs: list[bytes], sized: list[int], staged: dict[int, Path], results: list[StoreResult | None],
+        expected_study: str | None,
+    ) -> list[StoreResult]:
+        checked = parse_all([blobs[i] for i in sized], [staged[i] for i in sized] if staged else None,
+                            max_pixel_bytes=self.config.max_pixel_bytes, processes=self.config.parse_processes)
+        parsed_items: list[tuple[int, ParsedInstance, bytes]] = []
+        for i, check in zip(sized, checked, strict=True):
+            if isinstance(check, IngestError):
+                results[i] = _failed(check)
+            elif expected_study is not None and check.study_uid != expected_study:
+                results[i] = _failed(StudyMismatch(
+                    f"(0020,000D) 'StudyInstanceUID' {check.study_uid} does not match the study {expected_study} "
+                    f"of the request URL",
+                    check.sop_class_uid,
+                    check.sop_uid,
+                ))
+            else:
+                parsed_items.append((i, check, blobs[i]))
         existing = self.index.existing_blobs([p.sop_uid for _i, p, _d in parsed_items])
         accepted: list[tuple[int, ParsedInstance, str, bytes]] = []
-        to_write: list[tuple[str, bytes]] = []
+        to_write: list[tuple[str, int]] = []  # (new key, index of its blob)
         batch_keys: dict[str, tuple[str, bytes]] = {}  # SOP UID -> key and bytes earlier in this call
         for i, parsed, data in parsed_items:
             key = self._key_for(parsed.sop_uid, data, batch_keys, existing.get(parsed.sop_uid))
             if key is None:
                 key = new_key()
-                to_write.append((key, data))
+                to_write.append((key, i))
             batch_keys.setdefault(parsed.sop_uid, (key, data))
             accepted.append((i, parsed, key, data))
         if to_write:
             try:
-                self.storage.put_many(to_write, durable=self.config.durable)
+                if staged:
+                    self.storage.commit([(key, staged[i]) for key, i in to_write], durable=self.config.durable)
+                else:
+                    self.storage.put_many([(key, blobs[i]) for key, i in to_write], durable=self.config.durable)
             except OSError as exc:
                 log.exception("writing %d blobs failed", len(to_write))
+                for key, _i in to_write:
+                    self.storage.delete(key)  # renamed before the failure: not indexed, so not kept
                 for i, parsed, _key, _data in accepted:
                     results[i] = _failed(IngestError(f"storage failure: {exc.strerror}"), parsed, 0xA700)
                 return [r for r in results if r is not None]
-        written = {key for key, _ in to_write}
+        written = {key for key, _i in to_write}
         try:
             outcomes = self._index_items(accepted, written)
         except (OSError, sqlite3.Error) as exc:
@@ -166,21 +211,6 @@ class Archive:
         if existing is not None and self.storage.same_content(existing, data):
             return existing
         return None
-
-    def _validate(self, data: bytes, expected_study: str | None) -> ParsedInstance:
-        if len(data) > self.config.max_instance_bytes:
-            raise InstanceTooLarge(
-                f"instance of {len(data)} bytes is above the limit of {self.config.max_instance_bytes} bytes"
-            )
-        parsed = parse_instance(data, max_pixel_bytes=self.config.max_pixel_bytes)
-        if expected_study is not None and parsed.study_uid != expected_study:
-            raise StudyMismatch(
-                f"(0020,000D) 'StudyInstanceUID' {parsed.study_uid} does not match the study {expected_study} "
-                f"of the request URL",
-                parsed.sop_class_uid,
-                parsed.sop_uid,
-            )
-        return parsed
 
     # -- reads ------------------------------------------------------------------------------------
 

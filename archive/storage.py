@@ -45,6 +45,15 @@ class Storage(Protocol):
     def put_many(self, blobs: list[tuple[str, bytes]], *, durable: bool) -> None:
         """Store each (key, data) atomically; with ``durable`` the data and names are on disk on return."""
 
+    def stage(self, blobs: list[bytes], *, durable: bool) -> list[Path]:
+        """Write blobs to local temporary files (readable by a parser process); not stored yet."""
+
+    def commit(self, staged: list[tuple[str, Path]], *, durable: bool) -> None:
+        """Store staged files under their keys, atomically."""
+
+    def discard(self, staged: list[Path]) -> None:
+        """Remove staged files that were not committed."""
+
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         """Exactly ``length`` bytes at ``offset``; raises NotFound."""
 
@@ -95,28 +104,47 @@ class LocalStorage:
         return self.objects / key[:2] / key
 
     def put_many(self, blobs: list[tuple[str, bytes]], *, durable: bool) -> None:
-        staged: list[tuple[str, Path]] = []
+        staged = self.stage([data for _key, data in blobs], durable=durable)
         try:
-            for key, data in blobs:
-                fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix=f"{os.getpid()}.{key[:8]}.")
-                staged.append((key, Path(tmp_name)))
+            self.commit([(key, path) for (key, _data), path in zip(blobs, staged, strict=True)], durable=durable)
+        finally:
+            self.discard(staged)
+
+    def stage(self, blobs: list[bytes], *, durable: bool) -> list[Path]:
+        """Write each blob to a temporary file of its own (fsynced with ``durable``), where a parser in
+        another process can read it; nothing is stored until ``commit``. On error the files written
+        so far are removed and the error raised."""
+        staged: list[Path] = []
+        try:
+            for data in blobs:
+                fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix=f"{os.getpid()}.")
+                staged.append(Path(tmp_name))
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
                     if durable:
                         fh.flush()
                         os.fsync(fh.fileno())
-            dirs: set[Path] = set()
-            for key, tmp_path in staged:
-                final = self.path(key)
-                os.replace(tmp_path, final)
-                dirs.add(final.parent)
-            staged = []
-            if durable:
-                for d in dirs:
-                    _fsync_dir(d)
-        finally:
-            for _key, tmp_path in staged:
-                tmp_path.unlink(missing_ok=True)
+        except BaseException:
+            self.discard(staged)
+            raise
+        return staged
+
+    def commit(self, staged: list[tuple[str, Path]], *, durable: bool) -> None:
+        """Move staged files to their keys (atomic renames); with ``durable`` the names are on disk
+        on return."""
+        dirs: set[Path] = set()
+        for key, tmp_path in staged:
+            final = self.path(key)
+            os.replace(tmp_path, final)
+            dirs.add(final.parent)
+        if durable:
+            for d in dirs:
+                _fsync_dir(d)
+
+    def discard(self, staged: list[Path]) -> None:
+        """Remove staged files not committed (a committed one is gone from the temporary folder)."""
+        for tmp_path in staged:
+            tmp_path.unlink(missing_ok=True)
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         try:

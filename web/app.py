@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, Router
 
+from archive import parsepool
 from archive.access import AccessStore
 from archive.audit import AuditLog
 from archive.errors import NotFound
@@ -276,7 +277,8 @@ def create_app(settings: Settings, archive: Archive, cache: TieredCache | None =
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Compile (or load from numba's cache) every kernel before /healthz says ready, in the CPU
         # pool, so no request pays for compilation and the loop stays free meanwhile.
-        await rt.cpu(kernels.warm_up)
+        # The ingest parser processes start meanwhile (each imports pydicom: about a second).
+        await asyncio.gather(rt.cpu(kernels.warm_up), rt.io(parsepool.start, archive.config.parse_processes))
         # Streaming responses run in an anyio task group, whose asyncio backend anyio imports on
         # first use: 20-40 ms that the first series stream of every new process paid before its
         # first image. The index connection of the loop's thread (archive/records.py) opens here too.

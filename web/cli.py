@@ -37,8 +37,16 @@ def build_archive(settings: Settings) -> Archive:
             overwrite=settings.overwrite,
             max_instance_bytes=settings.max_instance_bytes,
             max_pixel_bytes=settings.max_pixel_bytes,
+            parse_processes=ingest_processes(settings),
         ),
     )
+
+
+def ingest_processes(settings: Settings) -> int:
+    """Parser processes of one server process: as set, else the cores shared among the workers."""
+    if settings.ingest_processes:
+        return settings.ingest_processes
+    return max(1, (os.cpu_count() or 1) // max(1, settings.workers))
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -39,6 +39,10 @@ class Settings:
     max_pixel_bytes: int = 4 << 30
     #: Threads for CPU work (parse, decode, render); 0 = one more than the cores. TESSERA_CPU_THREADS.
     cpu_threads: int = 0
+    #: Processes parsing received instances for each server process (pydicom holds the GIL: parsed in
+    #: threads, a process stored with about one core); 0 = the cores shared among the server
+    #: processes, at least one. TESSERA_INGEST_PROCESSES.
+    ingest_processes: int = 0
     #: Largest QIDO-RS page. TESSERA_MAX_QIDO_LIMIT.
     max_qido_limit: int = 10000
     #: Redis for the shared cache (e.g. redis://127.0.0.1:6379/0); empty = no Redis. TESSERA_REDIS_URL.
@@ -135,6 +139,8 @@ class Settings:
                 "TESSERA_OIDC_AUDIENCE is required with TESSERA_OIDC_ISSUER: without it, tokens the issuer made "
                 "for any other application would be accepted"
             )
+        if self.ingest_processes < 0:
+            raise SettingsError(f"TESSERA_INGEST_PROCESSES: {self.ingest_processes} is below 0")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise SettingsError("TESSERA_TLS_CERT and TESSERA_TLS_KEY must be given together")
 
