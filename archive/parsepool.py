@@ -16,6 +16,7 @@ calling thread, so a request never fails for it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -24,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from archive.allocator import tune_allocator
 from archive.errors import IngestError
 from archive.parse import ParsedInstance, parse_instance
 
@@ -47,13 +49,22 @@ def _warm(_n: int) -> int:
     return os.getpid()
 
 
+def _init_process() -> None:
+    # As in the server process: 530 KB reads and pixel buffers from the heap, not fresh pages each
+    # time (the parse took 20-40% more CPU without); start-up objects out of the collector's way.
+    tune_allocator()
+    gc.collect()
+    gc.freeze()
+
+
 def _shared(processes: int) -> ProcessPoolExecutor:
     global _pool, _pool_size
     with _lock:
         if _pool is None or _pool_size != processes:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
-            _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+            _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_init_process)
             _pool_size = processes
         return _pool
 
