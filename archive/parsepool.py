@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -49,12 +50,23 @@ def _warm(_n: int) -> int:
     return os.getpid()
 
 
-def _init_process() -> None:
+def _init_process(parent: int) -> None:
     # As in the server process: 530 KB reads and pixel buffers from the heap, not fresh pages each
     # time (the parse took 20-40% more CPU without); start-up objects out of the collector's way.
     tune_allocator()
     gc.collect()
     gc.freeze()
+    # A server process killed outright (SIGKILL of a hung uvicorn worker) never closes the pool's
+    # pipes: its parser processes go with it instead of lingering.
+    # (The server's pid comes from the server: one that died while this process was still starting
+    # would otherwise be taken for init.)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _shared(processes: int) -> ProcessPoolExecutor:
@@ -64,7 +76,7 @@ def _shared(processes: int) -> ProcessPoolExecutor:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
             _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_process)
+                                        initializer=_init_process, initargs=(os.getpid(),))
             _pool_size = processes
         return _pool
 
@@ -78,10 +90,14 @@ def _discard(pool: ProcessPoolExecutor) -> None:
 
 
 def start(processes: int) -> None:
-    """Start the pool's processes now (each imports pydicom once) instead of on the first STOW."""
+    """Start the pool's processes now (each imports pydicom once) instead of on the first STOW. A pool
+    that cannot start is logged, not fatal: instances are then parsed in the server's threads."""
     if processes > 0:
-        pool = _shared(processes)
-        list(pool.map(_warm, range(processes)))
+        try:
+            pool = _shared(processes)
+            list(pool.map(_warm, range(processes)))
+        except Exception:  # any failure to start processes leaves in-thread parsing
+            log.warning("the ingest parser processes did not start; parsing in this process", exc_info=True)
 
 
 def _parse_file(path: str, max_pixel_bytes: int) -> ParsedInstance | IngestError:
@@ -93,16 +109,21 @@ def parse_all(
     blobs: list[bytes], paths: list[Path] | None, *, max_pixel_bytes: int, processes: int
 ) -> list[ParsedInstance | IngestError]:
     """Each blob parsed (or its IngestError), in order: by ``processes`` worker processes reading the
-    blobs' staged copies at ``paths`` when ``processes`` > 0, else in the calling thread."""
+    blobs' staged copies at ``paths`` when ``processes`` > 0, else in the calling thread. Whatever
+    goes wrong with the pool (a process killed, a staged file unreadable, the pool replaced by another
+    thread meanwhile) costs no instance: the call parses in its own thread instead."""
     if processes <= 0 or paths is None or not blobs:
         return [_parse(data, max_pixel_bytes) for data in blobs]
-    pool = _shared(processes)
+    pool = None
     try:
+        pool = _shared(processes)
         # One task per process and call: per-task overhead (queue threads, wake-ups) cost 0.7 ms of
         # this process's CPU per instance with a task each.
         chunk = -(-len(paths) // processes)
         return list(pool.map(_parse_file, [str(p) for p in paths], [max_pixel_bytes] * len(paths), chunksize=chunk))
-    except BrokenProcessPool:
-        log.warning("the ingest parse pool broke; parsing %d instances in this process", len(blobs))
-        _discard(pool)
+    except Exception as exc:  # noqa: BLE001 -- see the docstring: never worse than parsing here
+        log.warning("ingest parser processes failed (%s: %s); parsing %d instances in this process",
+                    type(exc).__name__, exc, len(blobs))
+        if pool is not None and isinstance(exc, BrokenProcessPool):
+            _discard(pool)
         return [_parse(data, max_pixel_bytes) for data in blobs]

@@ -7,6 +7,7 @@ goes only after the index has forgotten it. Must not know HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -141,7 +142,8 @@ class Archive:
             except OSError as exc:
                 log.exception("writing %d blobs failed", len(to_write))
                 for key, _i in to_write:
-                    self.storage.delete(key)  # renamed before the failure: not indexed, so not kept
+                    with contextlib.suppress(OSError):  # renamed before the failure: not indexed, not kept
+                        self.storage.delete(key)
                 for i, parsed, _key, _data in accepted:
                     results[i] = _failed(IngestError(f"storage failure: {exc.strerror}"), parsed, 0xA700)
                 return [r for r in results if r is not None]

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,39 @@ def test_a_killed_parser_process_costs_no_request(tmp_path: Path, blobs: list[by
     # The next call gets a new pool of live processes.
     assert _outcomes(archive, blobs[:8]) == _outcomes(reference, blobs[:8])
     assert parsepool._shared(PROCESSES) is not pool
+
+
+def test_an_unreadable_staged_file_costs_no_instance(tmp_path: Path, blobs: list[bytes]) -> None:
+    paths = [tmp_path / "gone-1", tmp_path / "gone-2"]  # staged copies that vanished
+    got = parsepool.parse_all(blobs[:2], paths, max_pixel_bytes=4 << 30, processes=PROCESSES)
+    assert got == parsepool.parse_all(blobs[:2], None, max_pixel_bytes=4 << 30, processes=0)
+
+
+def test_parser_processes_end_with_a_killed_server(tmp_path: Path) -> None:
+    script = (
+        "import sys; from archive import parsepool\n"
+        "parsepool.start(2)\n"
+        "print(' '.join(str(p) for p in parsepool._shared(2)._processes), flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    children = [int(p) for p in proc.stdout.readline().split()]
+    assert len(children) == 2
+    proc.kill()  # what uvicorn does to a worker that stopped answering
+    proc.wait()
+    proc.stdout.close()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling with a deadline: they notice within a second
+    assert not any(_alive(pid) for pid in children)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
