@@ -160,8 +160,8 @@ class Archive:
             return [r for r in results if r is not None]
         for (i, parsed, key, _data), outcome in zip(accepted, outcomes):
             if isinstance(outcome, ArchiveError):
-                if key in written and not self.index.blob_in_use(key):
-                    self.storage.delete(key)
+                if key in written:
+                    self._delete_if_unused(key)
                 error = outcome if isinstance(outcome, IngestError) else InstanceConflict(str(outcome))
                 results[i] = _failed(error, parsed)
                 continue
@@ -171,6 +171,13 @@ class Archive:
                 outcome.status, parsed.sop_class_uid, parsed.sop_uid, parsed.study_uid, parsed.series_uid
             )
         return [r for r in results if r is not None]
+
+    def _delete_if_unused(self, key: str) -> None:
+        # When the index cannot say (it is failing too), the blob stays: an unreferenced file is
+        # harmless, an index entry without its file is not.
+        with contextlib.suppress(OSError, sqlite3.Error):
+            if not self.index.blob_in_use(key):
+                self.storage.delete(key)
 
     def _index_items(
         self, accepted: list[tuple[int, ParsedInstance, str, bytes]], written: set[str]
@@ -187,15 +194,23 @@ class Archive:
         stale = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, StaleBlobError)]
         if stale:
             fresh = {n: new_key() for n in stale}
-            self.storage.put_many([(fresh[n], accepted[n][3]) for n in stale], durable=self.config.durable)
             written.update(fresh.values())
             for n in stale:
                 i, parsed, _key, data = accepted[n]
                 accepted[n] = (i, parsed, fresh[n], data)
-            again = self.index.add_many(
-                [(accepted[n][1], fresh[n], len(accepted[n][3])) for n in stale], overwrite=self.config.overwrite
-            )
-            for n, outcome in zip(stale, again):
+            try:
+                self.storage.put_many([(fresh[n], accepted[n][3]) for n in stale], durable=self.config.durable)
+                again: list[StoreOutcome | ArchiveError] = self.index.add_many(
+                    [(accepted[n][1], fresh[n], len(accepted[n][3])) for n in stale], overwrite=self.config.overwrite
+                )
+            except (OSError, sqlite3.Error) as exc:
+                # The first transaction is committed: only the re-written items fail, and only their
+                # fresh blobs go (the caller's clean-up of the whole batch is for that transaction).
+                log.exception("re-writing %d instances whose copy was deleted meanwhile failed", len(stale))
+                failure = IngestError(f"processing failure: {exc}")
+                failure.failure_reason = 0x0110
+                again = [failure] * len(stale)
+            for n, outcome in zip(stale, again, strict=True):
                 outcomes[n] = outcome
         return outcomes
 

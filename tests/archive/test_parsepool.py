@@ -120,3 +120,4 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
 
+
