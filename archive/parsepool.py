@@ -127,3 +127,12 @@ def parse_all(
         if pool is not None and isinstance(exc, BrokenProcessPool):
             _discard(pool)
         return [_parse(data, max_pixel_bytes) for data in blobs]
+
+
+def shutdown() -> None:
+    """Stop this process's parser processes (a server's last step); the next use starts new ones."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)

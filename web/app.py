@@ -281,6 +281,7 @@ def create_app(settings: Settings, archive: Archive, cache: TieredCache | None =
             yield
         finally:
             await rt.aclose()
+            parsepool.shutdown()
 
     # Rendered frames are the busiest routes: Starlette tries routes in order, so they come first.
     dicomweb_routes = [*rendered.routes(), *stream.routes(), *tiles.routes(), *wado.routes(), *qido.routes(),
