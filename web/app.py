@@ -84,8 +84,9 @@ class Runtime:
         # One thread more than the cores: each job holds the GIL between its GIL-free stretches
         # (reading the frame, numpy set-up, handing over the result) and the event loop holds it
         # while serving HTTP, so with one thread per core a core sat idle waiting for the GIL:
-        # rendered JPEG-LS at concurrency 16 gave 176% CPU and 190-206 frames/s with 2 threads, 186%
-        # and 212-234 with 3 (bench/render_bench.py's c16 run, one process, interleaved A/B).
+        # rendered JPEG-LS at concurrency 16 (wrk over the render benchmark's series, one process,
+        # caches off, interleaved A/B over four rounds) gave 186-202 frames/s at 169-173% CPU with
+        # 2 threads, 206-215 at 184-186% with 3.
         self.cpu_threads = settings.cpu_threads or self.cores + 1
         self.cpu_jobs = 0  # CPU-pool jobs submitted and not finished
         self._cpu_jobs_lock = threading.Lock()
