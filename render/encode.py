@@ -39,23 +39,32 @@ def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
                                  colorsubsampling="444"))
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
-    """Lossless PNG of a grey or RGB uint8 array. Raises RenderError when no PNG encoder is installed."""
+# libpng's filter flags as imagecodecs takes them.
+_FILTER_NONE, _FILTER_SUB = 0x08, 0x10
+
+
+def encode_png(pixels: np.ndarray, compress: bool = True) -> bytes:
+    """Lossless PNG of a grey or RGB uint8 array. ``compress=False``: zlib level 0 (stored blocks) and
+    no row filter, 0.19 ms against 1.7 ms for 512x512 grey here, 263 kB against 145 kB.
+    Raises RenderError when no PNG encoder is installed."""
     if _ic is not None:
-        return bytes(_ic.png_encode(np.ascontiguousarray(pixels), level=1, strategy=3, filter=16))
+        if not compress:
+            return bytes(_ic.png_encode(np.ascontiguousarray(pixels), level=0, filter=_FILTER_NONE))
+        return bytes(_ic.png_encode(np.ascontiguousarray(pixels), level=1, strategy=3, filter=_FILTER_SUB))
     try:
         from PIL import Image
     except ImportError:
         raise RenderError("image/png output needs imagecodecs or Pillow; neither is installed") from None
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "PNG", compress_level=1)
+    Image.fromarray(pixels).save(buf, "PNG", compress_level=1 if compress else 0)
     return buf.getvalue()
 
 
-def encode(pixels: np.ndarray, media_type: str, quality: int) -> bytes:
-    """Encode for ``media_type`` (image/jpeg or image/png). Raises UnsupportedTransferSyntax otherwise."""
+def encode(pixels: np.ndarray, media_type: str, quality: int, compress: bool = True) -> bytes:
+    """Encode for ``media_type`` (image/jpeg or image/png; ``compress`` applies to PNG only).
+    Raises UnsupportedTransferSyntax for any other media type."""
     if media_type == MEDIA_JPEG:
         return encode_jpeg(pixels, quality)
     if media_type == MEDIA_PNG:
-        return encode_png(pixels)
+        return encode_png(pixels, compress)
     raise UnsupportedTransferSyntax(f"rendered media type {media_type!r} is not supported: image/jpeg, image/png")

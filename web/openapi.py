@@ -123,6 +123,10 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     ),
     "quality": _query("quality", "JPEG quality (PS3.18 8.3.5.1.2)",
                       {"type": "integer", "minimum": 1, "maximum": 100, "default": 90}),
+    "compression": _query("compression", "PNG only (Tessera's): default deflates; none sends stored deflate "
+                                         "blocks with no row filter (about 1.8x the bytes, far less CPU on both "
+                                         "ends), for viewers on a fast network",
+                          {"type": "string", "enum": ["default", "none"], "default": "default"}),
     "iccprofile": _query("iccprofile", "only 'no': no ICC profile is embedded", {"type": "string", "enum": ["no"]}),
     "annotation": _query("annotation", "refused with a 400: nothing is burned into rendered images",
                          {"type": "string"}),
@@ -147,7 +151,7 @@ def _p(*names: str) -> list[dict[str, str]]:
     return [{"$ref": f"#/components/parameters/{n}"} for n in names]
 
 
-_RENDER_QUERY = ("window", "viewport", "quality", "iccprofile", "annotation", "acceptQuery", "accept", "ifNoneMatch")
+_RENDER_QUERY = ("window", "viewport", "quality", "compression", "iccprofile", "annotation", "acceptQuery", "accept", "ifNoneMatch")
 
 
 def _qido_keys(level: str) -> list[dict[str, Any]]:

@@ -60,7 +60,7 @@ THUMBNAIL_BOX = 128
 MAX_OUTPUT_SIDE = 8192
 MAX_OUTPUT_PIXELS = MAX_OUTPUT_SIDE * MAX_OUTPUT_SIDE
 
-_PARAMETERS = ("window", "viewport", "quality", "annotation", "iccprofile", "accept")
+_PARAMETERS = ("window", "viewport", "quality", "annotation", "iccprofile", "accept", "compression")
 _ICC_ACCEPTED = ("no",)
 
 
@@ -111,7 +111,9 @@ def parse_request(request: Request, allowed: tuple[str, ...] = _PARAMETERS) -> R
         raise BadRequest(f"iccprofile: {icc[:40]!r} is not supported: only 'no' (no ICC profile embedded)")
     accept = query.get("accept") or request.headers.get("accept", "")
     media = negotiate_media_type(accept)
-    params = parse_render_params(query.get("window"), query.get("viewport"), query.get("quality"), media)
+    params = parse_render_params(
+        query.get("window"), query.get("viewport"), query.get("quality"), media, query.get("compression")
+    )
     v = params.viewport
     if v is not None and v.vw * v.vh > MAX_OUTPUT_PIXELS:
         # The output fits vw x vh and may enlarge the source: an unbounded box is an allocation of
@@ -130,7 +132,8 @@ def _canonical(params: RenderParams) -> str:
     w, v = params.window, params.viewport
     window = f"{w.center!r},{w.width!r},{w.function}" if w else "-"
     viewport = f"{v.vw},{v.vh},{v.sx},{v.sy},{v.sw},{v.sh}" if v else "-"
-    quality = str(params.quality) if params.media_type == MEDIA_JPEG else "-"  # PNG is lossless
+    # JPEG ignores ``compress``, PNG (lossless) ``quality``.
+    quality = str(params.quality) if params.media_type == MEDIA_JPEG else ("-" if params.compress else "stored")
     return f"{window}|{viewport}|{quality}|{params.media_type}"
 
 

@@ -117,6 +117,65 @@ def test_png_equals_the_pipeline(loaded: Loaded, syntax: str) -> None:
     assert np.array_equal(_png_pixels(response.content), expected)
 
 
+def _stored_png_rows(content: bytes) -> list[bytes]:
+    """The scanlines of a PNG whose IDAT is zlib stored blocks (level 0), read without inflating,
+    as a client of ``compression=none`` may: each row is a filter byte, then the pixels."""
+    assert content[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, channels = 8, b"", 0, 0
+    while pos < len(content):
+        length = int.from_bytes(content[pos:pos + 4], "big")
+        kind, data = content[pos + 4:pos + 8], content[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, channels = int.from_bytes(data[:4], "big"), {0: 1, 2: 3}[data[9]]
+            assert data[8] == 8 and data[12] == 0  # 8 bits, not interlaced
+        elif kind == b"IDAT":
+            idat += data
+        pos += 12 + length
+    raw, q = b"", 2  # after the zlib header
+    while True:
+        header, size = idat[q], int.from_bytes(idat[q + 1:q + 3], "little")
+        assert header & 0b110 == 0, "a compressed deflate block"
+        raw += idat[q + 5:q + 5 + size]
+        q += 5 + size
+        if header & 1:
+            break
+    stride = 1 + width * channels
+    return [raw[i:i + stride] for i in range(0, len(raw), stride)]
+
+
+@pytest.mark.parametrize("name", ["photometric_and_oddities/CT_small.dcm", "photometric_and_oddities/US-PAL-8-10x-echo.dcm"])
+def test_png_without_compression_is_stored_unfiltered_with_the_same_pixels(loaded: Loaded, name: str) -> None:
+    record = loaded.corpus[name]
+    url = _url(record, "/frames/1/rendered")
+    packed = loaded.client.get(url, params={"accept": "image/png"})
+    stored = loaded.client.get(url, params={"accept": "image/png", "compression": "none"})
+    assert stored.status_code == 200 and stored.headers["content-type"] == "image/png"
+    pixels = _png_pixels(packed.content)
+    assert np.array_equal(_png_pixels(stored.content), pixels)
+    rows = _stored_png_rows(stored.content)
+    assert all(row[0] == 0 for row in rows)  # filter None: the bytes are the pixels
+    assert np.array_equal(np.frombuffer(b"".join(row[1:] for row in rows), np.uint8).reshape(pixels.shape), pixels)
+    assert len(stored.content) > len(packed.content)
+    assert stored.headers["etag"] != packed.headers["etag"]
+    # JPEG has nothing to store uncompressed: the parameter changes neither the bytes nor the tag.
+    jpeg = loaded.client.get(url)
+    same = loaded.client.get(url, params={"compression": "none"})
+    assert same.content == jpeg.content and same.headers["etag"] == jpeg.headers["etag"]
+
+
+def test_series_stream_without_compression(loaded: Loaded) -> None:
+    record = loaded.series["j2k"][0]
+    url = f"/dicomweb/studies/{record.study_uid}/series/{record.series_uid}/rendered"
+    response = loaded.client.get(url, params={"accept": "image/png", "compression": "none", "order": "sequential"})
+    assert response.status_code == 200
+    parts = split_multipart(response)
+    assert len(parts) == len(loaded.series["j2k"])
+    for (headers, body), r in zip(parts, loaded.series["j2k"], strict=True):
+        assert "compression=none" in headers["content-location"] and "order" not in headers["content-location"]
+        assert all(row[0] == 0 for row in _stored_png_rows(body))
+        assert np.array_equal(_png_pixels(body), _direct(loaded.archive, r, 1, RenderParams(media_type=MEDIA_PNG)))
+
+
 def test_accept_query_parameter_wins_over_header(loaded: Loaded) -> None:
     record = loaded.series["explicit"][0]
     response = loaded.client.get(_url(record, "/rendered"), params={"accept": "image/png"},
@@ -205,6 +264,7 @@ def test_etag_is_different_across_instances_with_equal_pixels(loaded: Loaded) ->
         ({"quality": "high"}, "quality: 'high'"),
         ({"annotation": "patient"}, "annotation: 'patient' is not supported"),
         ({"iccprofile": "srgb"}, "iccprofile: 'srgb' is not supported"),
+        ({"compression": "zstd"}, "compression: 'zstd' is not supported: must be one of default, none"),
         ({"frobnicate": "1"}, "query parameter 'frobnicate' is not supported"),
     ],
 )
