@@ -79,7 +79,7 @@ def prepare(series: Any, port: int, deadline_s: float) -> dict[str, Any]:
     return {"ingest_s": ingest_s, "renditions_done": stats.done, "backlog_drain_s": drained_s}
 
 
-def one_round(browser: Any, series: Any, port: int, timeout_s: float) -> dict[str, Any]:
+def one_round(browser: Any, series: Any, port: int, timeout_s: float, transfer: str = "auto") -> dict[str, Any]:
     server_env()
     with tessera(WORK, port=port, fsync=False, fresh=False, quiet=True) as base:
         root = base.rsplit("/dicomweb", 1)[0]
@@ -88,7 +88,8 @@ def one_round(browser: Any, series: Any, port: int, timeout_s: float) -> dict[st
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{root}/viewer/?study={series.study_uid}")
+            extra = "" if transfer == "auto" else f"&transfer={transfer}"
+            page.goto(f"{root}/viewer/?study={series.study_uid}{extra}")
             page.wait_for_function("() => { const s = window.__tesseraStats && window.__tesseraStats.series[0];"
                                    " return s && s.allFull !== null && s.firstDrawn !== null; }",
                                    timeout=timeout_s * 1000)
@@ -127,7 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rendition-deadline", type=float, default=240.0)
     parser.add_argument("--keep", action="store_true", help="keep bench/work/viewer/ afterwards")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "viewer.json")
+    parser.add_argument(
+        "--transfer", default="auto",
+        help="how the full pass comes, comma-separated to compare in interleaved rounds: auto (the viewer's "
+             "choice: uncompressed PNG on loopback), fast (uncompressed PNG), compact (deflated PNG)",
+    )
     args = parser.parse_args(argv)
+    transfers = [t.strip() for t in args.transfer.split(",") if t.strip()]
+    if not transfers or any(t not in ("auto", "fast", "compact") for t in transfers):
+        parser.error(f"--transfer: {args.transfer!r}: comma-separated auto, fast, compact")
     exit_on_signals()
     from playwright.sync_api import sync_playwright
 
@@ -142,34 +151,43 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "params": {"slices": args.slices, "syntax": "j2k (lossless)", "size": "512x512", "rounds": args.rounds,
                    "browser": CHROMIUM, "window": "1280x720", "low": "128x128 JPEG stream", "full": "PNG stream",
-                   "tessera_workers": "default (one per core)", "redis": "off"},
+                   "tessera_workers": "default (one per core)", "redis": "off", "transfer": transfers},
         "prepare": prepare(series, port, args.rendition_deadline), "rounds": [],
     }
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         report["params"]["browser_version"] = browser.version
         try:
-            for i in range(args.rounds):
+            for i in range(args.rounds * len(transfers)):
+                transfer = transfers[i % len(transfers)]
                 load = os.getloadavg()[0]
-                r = one_round(browser, series, port, args.timeout)
+                r = one_round(browser, series, port, args.timeout, transfer)
                 r["loadavg_1min_before"] = load
+                r["transfer"] = transfer
                 report["rounds"].append(r)
-                print(f"round {i + 1}/{args.rounds}: first image drawn {r['first_drawn']:6.1f} ms, all low "
+                print(f"round {i // len(transfers) + 1}/{args.rounds} {transfer}: first image drawn {r['first_drawn']:6.1f} ms, all low "
                       f"{r['all_low']:7.1f} ms, all full {r['all_full']:7.1f} ms  (series opened "
                       f"{r['opened_after_navigation_ms']:.0f} ms after navigation; load {load:.2f} before)", flush=True)
         finally:
             browser.close()
-    s = report["summary"] = summarize(report["rounds"])
-    report["targets"] = {f"{m}_under_{TARGETS_MS[m]:.0f}ms": {"median": s[m]["median"] < TARGETS_MS[m],
-                                                             "every_round": s[m]["max"] < TARGETS_MS[m]}
-                         for m in METRICS}
+    # The first transfer's rounds are the headline (with one transfer, all of them); the others compare.
+    for transfer in transfers:
+        s = summarize([r for r in report["rounds"] if r["transfer"] == transfer])
+        targets = {f"{m}_under_{TARGETS_MS[m]:.0f}ms": {"median": s[m]["median"] < TARGETS_MS[m],
+                                                        "every_round": s[m]["max"] < TARGETS_MS[m]}
+                   for m in METRICS}
+        if transfer == transfers[0]:
+            report["summary"], report["targets"] = s, targets
+        else:
+            report.setdefault("compared", {})[transfer] = {"summary": s, "targets": targets}
+        print(f"\ntransfer {transfer}: median (min-max) over {args.rounds} cold rounds, ms from opening the series:")
+        for m, label in (("first_drawn", "first image drawn"), ("all_low", "every slice at low resolution"),
+                         ("all_full", "every slice at full resolution")):
+            print(f"  {label:<32}{s[m]['median']:8.1f}  ({s[m]['min']:.1f}-{s[m]['max']:.1f})   "
+                  f"target < {TARGETS_MS[m]:.0f}")
+        print(f"  series opened after navigation  {s['opened_after_navigation_ms']['median']:8.1f}")
+        print("targets:", json.dumps(targets))
     report["wall_s"] = time.perf_counter() - began
-    print(f"\nmedian (min-max) over {args.rounds} cold rounds, ms from opening the series:")
-    for m, label in (("first_drawn", "first image drawn"), ("all_low", "every slice at low resolution"),
-                     ("all_full", "every slice at full resolution")):
-        print(f"  {label:<32}{s[m]['median']:8.1f}  ({s[m]['min']:.1f}-{s[m]['max']:.1f})   target < {TARGETS_MS[m]:.0f}")
-    print(f"  series opened after navigation  {s['opened_after_navigation_ms']['median']:8.1f}")
-    print("targets:", json.dumps(report["targets"]))
     if not args.keep:
         shutil.rmtree(WORK, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ HTTP contract (media types, validators, nothing outside the folder).
 from __future__ import annotations
 
 import base64
+import zlib
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
@@ -45,8 +46,8 @@ def page(env: tuple[Server, ViewerData, Any]) -> Iterator[Any]:
     assert not errors, f"uncaught errors in the page: {errors}"
 
 
-def open_study(pg: Any, srv: Server, study: str, full: bool = True) -> None:
-    pg.goto(f"{srv.root}/viewer/?study={study}")
+def open_study(pg: Any, srv: Server, study: str, full: bool = True, query: str = "") -> None:
+    pg.goto(f"{srv.root}/viewer/?study={study}{query}")
     pg.wait_for_selector(".viewport.active.has-image")
     if full:
         wait_full(pg)
@@ -221,12 +222,15 @@ def test_scroll_by_wheel_keys_drag_and_scrollbar(env: tuple[Server, ViewerData, 
     assert bar_el.get_attribute("data-low") == "24" and bar_el.get_attribute("data-full") == "24"
 
 
+# On a loopback server the full pass comes as uncompressed PNG read by the viewer itself (raster.js);
+# `transfer=compact` asks for the server's deflated PNG, decoded by the browser.
+@pytest.mark.parametrize("transfer,held", [("", "Raster"), ("compact", "ImageBitmap")], ids=["stored-png", "deflated-png"])
 @pytest.mark.parametrize("key,window", [("0", None), ("4", "60,400,linear"), ("2", "-600,1500,linear")],
                          ids=["own-window", "ct-abdomen", "ct-lung"])
 def test_canvas_matches_server_png(env: tuple[Server, ViewerData, Any], page: Any, key: str,
-                                   window: str | None) -> None:
+                                   window: str | None, transfer: str, held: str) -> None:
     srv, data, _b = env
-    open_study(page, srv, data.ct.study)
+    open_study(page, srv, data.ct.study, query=f"&transfer={transfer}" if transfer else "")
     page.keyboard.press("Home")
     for _ in range(5):
         page.keyboard.press("ArrowDown")
@@ -240,9 +244,70 @@ def test_canvas_matches_server_png(env: tuple[Server, ViewerData, Any], page: An
     assert got.shape == expected.shape == (512, 512)
     diff = np.abs(got.astype(int) - expected.astype(int))
     assert diff.max() <= 1, f"max difference {diff.max()} grey levels, {np.count_nonzero(diff)} pixels differ"
+    assert page.evaluate(f"() => {ACTIVE}.loader.full[5].bitmap.constructor.name") == held
     if window:
         c, w, _f = window.split(",")
         assert page.locator(".viewport.active .corner.br").inner_text().startswith(f"W {w} L {c}")
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def _split_idat(png: bytes, size: int) -> bytes:
+    """The same PNG with its image data cut into IDAT chunks of ``size`` bytes (as libpng writes)."""
+    pos, head, idat, tail = 8, b"", b"", b""
+    while pos < len(png):
+        length = int.from_bytes(png[pos:pos + 4], "big")
+        chunk, kind = png[pos:pos + 12 + length], png[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            idat += chunk[8:-4]
+        elif idat:
+            tail += chunk
+        else:
+            head += chunk
+        pos += 12 + length
+    cut = b"".join(_png_chunk(b"IDAT", idat[i:i + size]) for i in range(0, len(idat), size))
+    return png[:8] + head + cut + tail
+
+
+def test_stored_png_reader(env: tuple[Server, ViewerData, Any], page: Any) -> None:
+    """raster.js reads uncompressed PNGs (grey, RGB, image data over several chunks) to the PNG's
+    pixels, and declines every other PNG (deflated, filtered, palette, 16-bit, truncated)."""
+    srv, _data, _b = env
+    page.goto(f"{srv.root}/viewer/")
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, (300, 257), np.uint8)
+    rgb = rng.integers(0, 256, (40, 70, 3), np.uint8)
+    stored = {"level": 0, "filter": 0x08}
+    cases = {
+        "grey": (imagecodecs.png_encode(grey, **stored), grey),
+        "rgb": (imagecodecs.png_encode(rgb, **stored), rgb),
+        "grey-split": (_split_idat(imagecodecs.png_encode(grey, **stored), 8192), grey),
+        "grey-tiny-chunks": (_split_idat(imagecodecs.png_encode(grey, **stored), 7), grey),
+        "deflated": (imagecodecs.png_encode(grey, level=1), None),
+        "filtered": (imagecodecs.png_encode(grey, level=0, filter=0x10), None),
+        "16-bit": (imagecodecs.png_encode(grey.astype(np.uint16) * 257, **stored), None),
+        "truncated": (imagecodecs.png_encode(grey, **stored)[:-30], None),
+        "not-png": (b"\xff\xd8\xff" + bytes(100), None),
+    }
+    for name, (png, expected) in cases.items():
+        out = page.evaluate("""async (b64) => {
+            const { readStoredPng } = await import('/viewer/js/raster.js');
+            const r = readStoredPng(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+            if (!r) return null;
+            const d = r.imageData().data;
+            let s = ''; for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
+            return { w: r.width, h: r.height, rgba: btoa(s) };
+        }""", base64.b64encode(png).decode())
+        if expected is None:
+            assert out is None, name
+            continue
+        assert out is not None, name
+        rgba = np.frombuffer(base64.b64decode(out["rgba"]), np.uint8).reshape(out["h"], out["w"], 4)
+        want = expected if expected.ndim == 3 else np.repeat(expected[..., None], 3, axis=2)
+        assert np.array_equal(rgba[..., :3], want), name
+        assert (rgba[..., 3] == 255).all(), name
 
 
 def test_window_by_right_drag_and_invert(env: tuple[Server, ViewerData, Any], page: Any) -> None:

@@ -11,6 +11,7 @@
 
 import * as api from './api.js';
 import { parts } from './multipart.js';
+import { drawable, readStoredPng } from './raster.js';
 
 export const LOW_BOX = 128;
 const NEIGHBOURS = 2;
@@ -34,6 +35,20 @@ export function interleavedOrder(n) {
     gaps = next;
   }
   return order;
+}
+
+// Whether full-resolution images come as uncompressed PNG (`compression=none`): about 1.8x the
+// bytes of the server's deflated PNG, but a tenth of its encoding CPU and read here without an image
+// decoder (raster.js), which on a shared two-core machine is what limits the full pass. Chosen for a
+// server on this machine or a private network, where bytes are cheap; `?transfer=compact` or
+// `?transfer=fast` in the page's address overrides it.
+export function storedTransfer(loc = window.location) {
+  const asked = new URLSearchParams(loc.search).get('transfer');
+  if (asked === 'compact') return false;
+  if (asked === 'fast') return true;
+  const h = loc.hostname.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\./.test(h) || /^10\./.test(h) || /^192\.168\./.test(h)
+    || /^172\.(1[6-9]|2\d|3[01])\./.test(h) || /^f[cd][0-9a-f]{2}:/i.test(h);
 }
 
 // Stats the benchmark and the tests read: one entry per series opened, times in ms since navigation.
@@ -70,6 +85,9 @@ export class SeriesLoader extends EventTarget {
     this.study = study;
     this.series = series;
     this.fullBox = fullBox;
+    // The full pass as uncompressed PNG on a fast network (storedTransfer). Not the 128x128 low pass:
+    // there the JPEG's decode is small, and uncompressed parts (16 kB against 5 kB) measured no faster.
+    this.fullCompression = storedTransfer() ? 'none' : null;
     this.items = [];
     this.keyIndex = new Map();
     this.window = null; // {center, width} or null for the file's own window
@@ -257,7 +275,7 @@ export class SeriesLoader extends EventTarget {
       // Large frames come reduced to fullBox (tiles give the detail); a series mixing sizes asks for
       // the box whenever its first frame needs one.
       const vp = this.items.length ? this.fullViewport(this.items[0]) : null;
-      await this.stream(`${base}?${this.query({ viewport: vp, order: 'interleaved', accept: 'image/png' })}`,
+      await this.stream(`${base}?${this.query({ viewport: vp, order: 'interleaved', accept: 'image/png', compression: this.fullCompression })}`,
         'full', gen, controller.signal);
     };
     run().catch((e) => {
@@ -316,11 +334,16 @@ export class SeriesLoader extends EventTarget {
     await Promise.all(decodes);
   }
 
-  // An encoded image ({data: Uint8Array, type}, or a Blob) to an ImageBitmap. No colour management:
-  // the server's grey levels go to the canvas unchanged. Bytes go through WebCodecs' ImageDecoder
-  // where the browser has it: a Blob per image costs a trip to the browser process, and for the 500
-  // PNGs of a series that path took 2.2 s of the browser's CPU against 1.4 s for this one.
+  // An encoded image ({data: Uint8Array, type}, or a Blob) to an ImageBitmap, or to a Raster for an
+  // uncompressed PNG (raster.js). No colour management: the server's grey levels go to the canvas
+  // unchanged. Other bytes go through WebCodecs' ImageDecoder where the browser has it: a Blob per
+  // image costs a trip to the browser process, and for the 500 PNGs of a series that path took 2.2 s
+  // of the browser's CPU against 1.4 s for this one.
   decode(source) {
+    if (!(source instanceof Blob) && source.type === 'image/png') {
+      const raster = readStoredPng(source.data);
+      if (raster) return Promise.resolve(raster);
+    }
     if (!(source instanceof Blob) && typeof ImageDecoder !== 'undefined') {
       const decoder = new ImageDecoder({ data: source.data, type: source.type, colorSpaceConversion: 'none' });
       return decoder.decode().then(async ({ image }) => {
@@ -350,7 +373,7 @@ export class SeriesLoader extends EventTarget {
       old.bitmap.close();
       if (level === 'full') this.decodedBytes -= old.bytes;
     }
-    const entry = { bitmap, blob, gen, key, level, bytes: bitmap.width * bitmap.height * 4 };
+    const entry = { bitmap, blob, gen, key, level, bytes: bitmap.bytes || bitmap.width * bitmap.height * 4 };
     const item = this.items[i];
     if (item.provisional && !item.columns) { item.columns = bitmap.width; item.rows = bitmap.height; }
     arr[i] = entry;
@@ -414,16 +437,18 @@ export class SeriesLoader extends EventTarget {
     }
   }
 
-  // The best drawable image of slice i: {bitmap, full, stale} or null. Never waits: a full-resolution
+  // The best drawable image of slice i: {bitmap, full, stale} or null, `bitmap` being anything
+  // drawImage takes (a Raster's canvas is good until the next call). Never waits: a full-resolution
   // entry that was evicted is decoded again in the background (and an 'image' event follows).
   image(i) {
     const f = this.full[i]; const l = this.low[i];
     const cur = (e) => e && e.gen === this.gen;
-    if (cur(f) && f.bitmap) return { bitmap: f.bitmap, full: true, stale: false };
+    const shown = (e, full, stale) => ({ bitmap: drawable(e.bitmap, this), full, stale });
+    if (cur(f) && f.bitmap) return shown(f, true, false);
     if (cur(f) && !f.bitmap) this.redecode(i);
-    if (cur(l)) return { bitmap: l.bitmap, full: false, stale: false };
-    if (f && f.bitmap) return { bitmap: f.bitmap, full: true, stale: true };
-    if (l) return { bitmap: l.bitmap, full: false, stale: true };
+    if (cur(l)) return shown(l, false, false);
+    if (f && f.bitmap) return shown(f, true, true);
+    if (l) return shown(l, false, true);
     return null;
   }
 
@@ -464,7 +489,7 @@ export class SeriesLoader extends EventTarget {
       if (this.hasFull(i) || this.priorityInFlight.has(key)) continue;
       const item = this.items[i];
       if (!item || !item.sop) continue;
-      const url = `${api.frameUrl(this.study, this.series, item.sop, item.frame)}/rendered?${this.query({ viewport: this.fullViewport(item), accept: 'image/png' })}`;
+      const url = `${api.frameUrl(this.study, this.series, item.sop, item.frame)}/rendered?${this.query({ viewport: this.fullViewport(item), accept: 'image/png', compression: this.fullCompression })}`;
       const p = api.request(url, { signal: this.controller.signal })
         .then(async (res) => ({ data: new Uint8Array(await res.arrayBuffer()), type: res.headers.get('content-type') || 'image/png' }))
         .then((blob) => this.decode(blob).then((bitmap) => {
