@@ -104,8 +104,9 @@ def one_round(browser: Any, series: Any, port: int, timeout_s: float, transfer: 
         raise RuntimeError(f"viewer has {st['n']} slices, {st['lowCount']} low, {st['fullCount']} full; expected {n}")
     opened = st["opened"]
     out = {m: st[k] - opened for m, k in (("first_drawn", "firstDrawn"), ("all_low", "allLow"), ("all_full", "allFull"))}
-    for k in ("lowRequested", "lowHeaders", "lowReceived", "fullRequested", "fullHeaders", "fullReceived"):
+    for k in ("lowRequested", "lowHeaders", "firstReceived", "lowReceived", "fullRequested", "fullHeaders", "fullReceived"):
         out[k] = st[k] - opened if st.get(k) is not None else None
+    out["low_server_ms"], out["full_server_ms"] = st.get("lowServerMs"), st.get("fullServerMs")
     out.update({"first_part": st["firstImage"] - opened, "listed": st["listed"] - opened,
                 "opened_after_navigation_ms": opened, "all_full_after_navigation_ms": st["allFull"],
                 "low_bytes": st["lowBytes"], "full_bytes": st["fullBytes"], "navigation_start_epoch_ms": nav})
