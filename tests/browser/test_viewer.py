@@ -245,6 +245,8 @@ def test_canvas_matches_server_png(env: tuple[Server, ViewerData, Any], page: An
     diff = np.abs(got.astype(int) - expected.astype(int))
     assert diff.max() <= 1, f"max difference {diff.max()} grey levels, {np.count_nonzero(diff)} pixels differ"
     assert page.evaluate(f"() => {ACTIVE}.loader.full[5].bitmap.constructor.name") == held
+    # Pixel rows take their PNG's place; a bitmap keeps its PNG to be decoded again after eviction.
+    assert page.evaluate(f"() => {ACTIVE}.loader.full[5].blob === null") == (held == "Raster")
     if window:
         c, w, _f = window.split(",")
         assert page.locator(".viewport.active .corner.br").inner_text().startswith(f"W {w} L {c}")

@@ -11,7 +11,7 @@
 
 import * as api from './api.js';
 import { parts } from './multipart.js';
-import { drawable, readStoredPng } from './raster.js';
+import { Raster, drawable, readStoredPng } from './raster.js';
 
 export const LOW_BOX = 128;
 const NEIGHBOURS = 2;
@@ -396,7 +396,10 @@ export class SeriesLoader extends EventTarget {
       old.bitmap.close();
       if (level === 'full') this.decodedBytes -= old.bytes;
     }
-    const entry = { bitmap, blob, gen, key, level, bytes: bitmap.bytes || bitmap.width * bitmap.height * 4 };
+    // A Raster holds no more bytes than its uncompressed PNG: it is kept in the PNG's place (the PNG
+    // is dropped), so like a PNG it stays outside the budget of decoded bitmaps and is never evicted.
+    const raster = bitmap instanceof Raster;
+    const entry = { bitmap, blob: raster ? null : blob, gen, key, level, bytes: raster ? 0 : bitmap.width * bitmap.height * 4 };
     const item = this.items[i];
     if (item.provisional && !item.columns) { item.columns = bitmap.width; item.rows = bitmap.height; }
     arr[i] = entry;
@@ -449,7 +452,7 @@ export class SeriesLoader extends EventTarget {
   evict() {
     // Drop decoded full-resolution bitmaps farthest from the viewed slice (the PNG stays).
     const order = [];
-    for (let i = 0; i < this.full.length; i++) if (this.full[i] && this.full[i].bitmap) order.push(i);
+    for (let i = 0; i < this.full.length; i++) if (this.full[i] && this.full[i].bitmap && this.full[i].blob) order.push(i);
     order.sort((a, b) => Math.abs(b - this.current) - Math.abs(a - this.current));
     for (const i of order) {
       if (SHARED.bytes <= this.budget * 0.9) break;
