@@ -7,7 +7,10 @@ seed 1, written once under ``bench/work/stream/`` and reused). It is ingested on
 under ``bench/work/viewer/`` with renditions on, and the HTJ2K rendition backlog is waited for (the
 renditions are part of the archive, made at ingest, not a cache). Then ``--rounds`` rounds, each cold:
 a freshly started server process (empty memory caches; no Redis: ``TESSERA_REDIS_URL`` is cleared) and
-a fresh browser context (empty HTTP cache), which opens ``/viewer/?study=UID``. The viewer shows the
+a fresh browser context (empty HTTP cache) whose tab, open for ``--settle`` seconds (default 0.5, as in a
+running browser; 0 lets the tab's process start while the series opens), opens ``/viewer/?study=UID``
+(``--entry link``, the default) or loads the study list, waits for the page to go idle and clicks the
+study (``--entry list``). The viewer shows the
 study's one series at once; its series loader records (``window.__tesseraStats``, also as
 ``performance.mark``s):
 
@@ -79,7 +82,8 @@ def prepare(series: Any, port: int, deadline_s: float) -> dict[str, Any]:
     return {"ingest_s": ingest_s, "renditions_done": stats.done, "backlog_drain_s": drained_s}
 
 
-def one_round(browser: Any, series: Any, port: int, timeout_s: float, transfer: str = "auto") -> dict[str, Any]:
+def one_round(browser: Any, series: Any, port: int, timeout_s: float, transfer: str = "auto",
+              entry: str = "link", settle_s: float = 0.0) -> dict[str, Any]:
     server_env()
     with tessera(WORK, port=port, fsync=False, fresh=False, quiet=True) as base:
         root = base.rsplit("/dicomweb", 1)[0]
@@ -88,8 +92,21 @@ def one_round(browser: Any, series: Any, port: int, timeout_s: float, transfer: 
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            # A browser that is already running, as a user's is, has its tab's process up before a link
+            # is followed; without the pause that process starts while the series opens.
+            time.sleep(settle_s)
             extra = "" if transfer == "auto" else f"&transfer={transfer}"
-            page.goto(f"{root}/viewer/?study={series.study_uid}{extra}")
+            clicked = None
+            if entry == "list":
+                # The viewer is up (study list shown, the page idle) and the study is opened from it.
+                page.goto(f"{root}/viewer/{'?' + extra[1:] if extra else ''}")
+                row = page.wait_for_selector(f'tr.study-row[data-study="{series.study_uid}"]', timeout=timeout_s * 1000)
+                page.evaluate("() => new Promise((r) => requestIdleCallback(() => r(), { timeout: 2000 }))")
+                time.sleep(0.3)
+                clicked = page.evaluate("() => performance.now()")
+                row.click()
+            else:
+                page.goto(f"{root}/viewer/?study={series.study_uid}{extra}")
             page.wait_for_function("() => { const s = window.__tesseraStats && window.__tesseraStats.series[0];"
                                    " return s && s.allFull !== null && s.firstDrawn !== null; }",
                                    timeout=timeout_s * 1000)
@@ -107,6 +124,7 @@ def one_round(browser: Any, series: Any, port: int, timeout_s: float, transfer: 
     for k in ("lowRequested", "lowHeaders", "firstReceived", "lowReceived", "fullRequested", "fullHeaders", "fullReceived"):
         out[k] = st[k] - opened if st.get(k) is not None else None
     out["low_server_ms"], out["full_server_ms"] = st.get("lowServerMs"), st.get("fullServerMs")
+    out["opened_after_click_ms"] = opened - clicked if clicked is not None else None
     out.update({"first_part": st["firstImage"] - opened, "listed": st["listed"] - opened,
                 "opened_after_navigation_ms": opened, "all_full_after_navigation_ms": st["allFull"],
                 "low_bytes": st["lowBytes"], "full_bytes": st["fullBytes"], "navigation_start_epoch_ms": nav})
@@ -130,6 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep bench/work/viewer/ afterwards")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "viewer.json")
     parser.add_argument(
+        "--entry", choices=("link", "list"), default="link",
+        help="link: each round opens /viewer/?study=UID (the series opens while the page starts); list: "
+             "each round loads the viewer's study list, lets the page go idle and clicks the study",
+    )
+    parser.add_argument(
+        "--settle", type=float, default=0.5,
+        help="seconds between opening the round's browser tab and navigating (default 0.5: the tab's process "
+             "is up, as in a running browser, which keeps a spare one for the next navigation; 0: it starts "
+             "while the viewer opens, and its start shares the two cores with the series' first image)",
+    )
+    parser.add_argument(
         "--transfer", default="auto",
         help="how the full pass comes, comma-separated to compare in interleaved rounds: auto (the viewer's "
              "choice: uncompressed PNG on loopback), fast (uncompressed PNG), compact (deflated PNG)",
@@ -152,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "params": {"slices": args.slices, "syntax": "j2k (lossless)", "size": "512x512", "rounds": args.rounds,
                    "browser": CHROMIUM, "window": "1280x720", "low": "128x128 JPEG stream", "full": "PNG stream",
-                   "tessera_workers": "default (one per core)", "redis": "off", "transfer": transfers},
+                   "tessera_workers": "default (one per core)", "redis": "off", "transfer": transfers,
+                   "entry": args.entry, "settle_s": args.settle},
         "prepare": prepare(series, port, args.rendition_deadline), "rounds": [],
     }
     with sync_playwright() as p:
@@ -162,13 +192,15 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.rounds * len(transfers)):
                 transfer = transfers[i % len(transfers)]
                 load = os.getloadavg()[0]
-                r = one_round(browser, series, port, args.timeout, transfer)
+                r = one_round(browser, series, port, args.timeout, transfer, args.entry, args.settle)
                 r["loadavg_1min_before"] = load
                 r["transfer"] = transfer
                 report["rounds"].append(r)
                 print(f"round {i // len(transfers) + 1}/{args.rounds} {transfer}: first image drawn {r['first_drawn']:6.1f} ms, all low "
                       f"{r['all_low']:7.1f} ms, all full {r['all_full']:7.1f} ms  (series opened "
-                      f"{r['opened_after_navigation_ms']:.0f} ms after navigation; load {load:.2f} before)", flush=True)
+                      + (f"{r['opened_after_click_ms']:.0f} ms after the click" if r["opened_after_click_ms"] is not None
+                         else f"{r['opened_after_navigation_ms']:.0f} ms after navigation")
+                      + f"; load {load:.2f} before)", flush=True)
         finally:
             browser.close()
     # The first transfer's rounds are the headline (with one transfer, all of them); the others compare.
