@@ -95,18 +95,18 @@ def one_round(browser: Any, series: Any, port: int, timeout_s: float, transfer: 
             # A browser that is already running, as a user's is, has its tab's process up before a link
             # is followed; without the pause that process starts while the series opens.
             time.sleep(settle_s)
-            extra = "" if transfer == "auto" else f"&transfer={transfer}"
+            query = "" if transfer == "auto" else f"transfer={transfer}"
             clicked = None
             if entry == "list":
                 # The viewer is up (study list shown, the page idle) and the study is opened from it.
-                page.goto(f"{root}/viewer/{'?' + extra[1:] if extra else ''}")
+                page.goto(f"{root}/viewer/?{query}")
                 row = page.wait_for_selector(f'tr.study-row[data-study="{series.study_uid}"]', timeout=timeout_s * 1000)
                 page.evaluate("() => new Promise((r) => requestIdleCallback(() => r(), { timeout: 2000 }))")
                 time.sleep(0.3)
                 clicked = page.evaluate("() => performance.now()")
                 row.click()
             else:
-                page.goto(f"{root}/viewer/?study={series.study_uid}{extra}")
+                page.goto(f"{root}/viewer/?study={series.study_uid}&{query}")
             page.wait_for_function("() => { const s = window.__tesseraStats && window.__tesseraStats.series[0];"
                                    " return s && s.allFull !== null && s.firstDrawn !== null; }",
                                    timeout=timeout_s * 1000)

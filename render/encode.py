@@ -45,7 +45,8 @@ _FILTER_NONE, _FILTER_SUB = 0x08, 0x10
 
 def encode_png(pixels: np.ndarray, compress: bool = True) -> bytes:
     """Lossless PNG of a grey or RGB uint8 array. ``compress=False``: zlib level 0 (stored blocks) and
-    no row filter, 0.19 ms against 1.7 ms for 512x512 grey here, 263 kB against 145 kB.
+    no row filter, 0.19 ms against 1.7 ms for 512x512 grey here, 263 kB against 145 kB (45 kB for a CT
+    slice that is mostly air, encoded in 0.7 ms).
     Raises RenderError when no PNG encoder is installed."""
     if _ic is not None:
         if not compress:

@@ -168,7 +168,7 @@ COMPRESSIONS = ("default", "none")
 
 def parse_compression(raw: str | None) -> bool:
     """``compression`` (PNG only; JPEG ignores it, as PNG ignores ``quality``): ``default`` deflates,
-    ``none`` sends the pixels in stored deflate blocks with no row filter, a valid PNG of about 1.8x
+    ``none`` sends the pixels in stored deflate blocks with no row filter, a valid PNG of 2-5x
     the bytes that costs a tenth of the encoding and that a client can read without inflating, for
     viewers on a fast network. Returns whether to compress. Raises InvalidRenderParameter."""
     if raw is None or raw.strip() == "":

@@ -124,7 +124,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "quality": _query("quality", "JPEG quality (PS3.18 8.3.5.1.2)",
                       {"type": "integer", "minimum": 1, "maximum": 100, "default": 90}),
     "compression": _query("compression", "PNG only (Tessera's): default deflates; none sends stored deflate "
-                                         "blocks with no row filter (about 1.8x the bytes, far less CPU on both "
+                                         "blocks with no row filter (2-5x the bytes, far less CPU on both "
                                          "ends), for viewers on a fast network",
                           {"type": "string", "enum": ["default", "none"], "default": "default"}),
     "iccprofile": _query("iccprofile", "only 'no': no ICC profile is embedded", {"type": "string", "enum": ["no"]}),

@@ -72,10 +72,11 @@ export function readStoredPng(b) {
   if (!ended || !width || !height || !idat.length) return null;
   // The zlib stream runs across the IDAT chunks (libpng cuts it every 8 kB): read it in place.
   let c = 0; let o = 0; // chunk, offset in it
-  const byte = () => {
+  const more = () => { // past exhausted chunks; false at the end of the image data
     while (c < idat.length && o >= idat[c].length) { c++; o = 0; }
-    return c < idat.length ? idat[c][o++] : -1;
+    return c < idat.length;
   };
+  const byte = () => (more() ? idat[c][o++] : -1);
   const cmf = byte(); const flg = byte();
   if ((cmf & 0x0f) !== 8 || (flg & 0x20) || ((cmf << 8) | flg) % 31) return null; // deflate, no dictionary
   const stride = 1 + width * channels;
@@ -88,8 +89,7 @@ export function readStoredPng(b) {
     const nlen = byte() | (byte() << 8);
     if (nlen < 0 || (len ^ nlen) !== 0xffff || at + len > lines.length) return null;
     for (let left = len; left > 0;) {
-      while (c < idat.length && o >= idat[c].length) { c++; o = 0; }
-      if (c >= idat.length) return null;
+      if (!more()) return null;
       const n = Math.min(left, idat[c].length - o);
       lines.set(idat[c].subarray(o, o + n), at);
       at += n; o += n; left -= n;

@@ -37,8 +37,8 @@ export function interleavedOrder(n) {
   return order;
 }
 
-// Whether full-resolution images come as uncompressed PNG (`compression=none`): about 1.8x the
-// bytes of the server's deflated PNG, but a tenth of its encoding CPU and read here without an image
+// Whether full-resolution images come as uncompressed PNG (`compression=none`): 2-5x the bytes of
+// the server's deflated PNG (5x for a CT slice, mostly air), but a tenth of its encoding CPU and read here without an image
 // decoder (raster.js), which on a shared two-core machine is what limits the full pass. Chosen for a
 // server on this machine or a private network, where bytes are cheap; `?transfer=compact` or
 // `?transfer=fast` in the page's address overrides it.
