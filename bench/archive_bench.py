@@ -22,6 +22,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,9 @@ import pydicom
 from archive.synth import write_series
 from bench.dicomweb_client_load import build_stow_bodies, stow_series, time_queries
 from bench.orthanc import orthanc
-from bench.procs import exit_on_signals
+from bench.procs import exit_on_signals, listening_pid
 from bench.tessera_server import tessera, tessera_available
+from bench.wrk import server_cpu_seconds
 
 WORK = ROOT / "bench" / "work" / "archive"
 SERVERS = ("orthanc", "tessera")
@@ -91,6 +93,11 @@ def run_setting(series: Series, names: list[str], *, durable: bool, args: argpar
     """Ingest `--ingest-repeats` times on fresh storage, then time reads on the last storage."""
     bodies = build_stow_bodies(series.files, args.batch)
     rates: dict[str, list[float]] = {n: [] for n in names}
+    # CPU per instance during the timed ingest: the server with its child processes (uvicorn workers,
+    # parser processes) from /proc, and this client process, which shares the two cores.
+    server_ms: dict[str, list[float]] = {n: [] for n in names}
+    client_ms: dict[str, list[float]] = {n: [] for n in names}
+    ports = {"orthanc": args.orthanc_port, "tessera": args.tessera_port}
     reads: dict[str, Any] = {}
     for rep in range(args.ingest_repeats):
         with contextlib.ExitStack() as stack:
@@ -98,10 +105,18 @@ def run_setting(series: Series, names: list[str], *, durable: bool, args: argpar
             order = names if rep % 2 == 0 else names[::-1]
             for name in order:
                 os.sync()  # flush the previous run's dirty pages so writeback does not land in this timing
+                pid = listening_pid(ports[name])
+                server0, client0 = server_cpu_seconds(pid), time.process_time()
                 result = stow_series(bases[name], bodies, concurrency=args.concurrency)
+                server = (server_cpu_seconds(pid) - server0) * 1000 / result.instances
+                client = (time.process_time() - client0) * 1000 / result.instances
                 rates[name].append(result.per_second)
+                server_ms[name].append(server)
+                client_ms[name].append(client)
                 print(f"  durable={durable} ingest #{rep + 1} {name}: {result.per_second:7.1f} inst/s "
-                      f"({result.seconds:.2f} s, {result.requests} requests)", flush=True)
+                      f"({result.seconds:.2f} s, {result.requests} requests); CPU per instance: server "
+                      f"{server:.2f} ms ({server * result.per_second / 10:.0f}% of a core), client {client:.2f} ms",
+                      flush=True)
             if rep == args.ingest_repeats - 1:
                 s, r = series.study_uid, series.series_uid
                 paths = {
@@ -115,7 +130,9 @@ def run_setting(series: Series, names: list[str], *, durable: bool, args: argpar
                                                      "qido_instances_by_series": (ROWS,)})
                 reads = {q: {n: {"ms": t.ms, **t.summary(), "count": t.count, "notes": t.notes}
                              for n, t in per.items()} for q, per in timings.items()}
-    ingest = {n: {"runs_per_s": v, "median": statistics.median(v), "min": min(v), "max": max(v)}
+    ingest = {n: {"runs_per_s": v, "median": statistics.median(v), "min": min(v), "max": max(v),
+                  "server_cpu_ms_per_instance": statistics.median(server_ms[n]),
+                  "client_cpu_ms_per_instance": statistics.median(client_ms[n])}
               for n, v in rates.items()}
     return {"durable": durable, "ingest": ingest, "reads": reads}
 
@@ -141,6 +158,10 @@ def print_table(settings: list[dict[str, Any]], names: list[str]) -> None:
             for i in (setting["ingest"][n] for n in names))
         ratio = f"{rat['ingest']:>16.2f}" if rat else ""
         print(f"{tag:<8}{'ingest instances/s':<30}{cells}{ratio}")
+        for key, label in (("server_cpu_ms_per_instance", "  server CPU ms/instance"),
+                           ("client_cpu_ms_per_instance", "  client CPU ms/instance")):
+            cells = "".join(f"{setting['ingest'][n][key]:>10.2f}".rjust(28) for n in names)
+            print(f"{tag:<8}{label:<30}{cells}")
         for query, per in setting["reads"].items():
             cells = "".join(f"{per[n]['median']:>10.1f} [{per[n]['min']:.0f}-{per[n]['max']:.0f}]".rjust(28)
                             for n in names)

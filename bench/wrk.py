@@ -59,10 +59,13 @@ def server_cpu_seconds(pid: int) -> float:
 
 
 
-def run_wrk(root: str, paths_file: Path, *, connections: int, seconds: float, server_pid: int) -> dict[str, Any]:
+def run_wrk(root: str, paths_file: Path, *, connections: int, seconds: float, server_pid: int,
+            delay_ms: int = 0) -> dict[str, Any]:
+    """wrk over the paths in ``paths_file``; ``delay_ms`` paces each connection (a pause before each
+    request) for a fixed, lower request rate."""
     work = paths_file.parent
     lua = work / "paths.lua"
-    lua.write_text(LUA)
+    lua.write_text(LUA + (f"delay = function() return {delay_ms} end\n" if delay_ms else ""))
     out = work / "wrk.json"
     out.unlink(missing_ok=True)
     env = {**os.environ, "WRK_PATHS": str(paths_file), "WRK_JSON": str(out)}

@@ -98,9 +98,11 @@ class SingleFlight:
                 self.cache.memory.put_many([(key, value)], ttl)
                 return value
         lease_key = keys.lease(key)
-        token = os.urandom(8).hex()
         held = False
+        token = ""
         if redis is not None:
+            # A token only where a lease is taken: os.urandom is a system call on the event loop.
+            token = os.urandom(8).hex()
             took = await self._io(redis.acquire_lease, lease_key, token, self.lease_ms)
             if took is False:
                 self.cluster_waits += 1

@@ -368,8 +368,9 @@ async def _single(
     if _not_modified(request, etag):
         return Response(status_code=304, headers=_headers(etag, cache_control, started))
     body, media_type = await rendered_image(rt, record, frame, params)
-    task = asyncio.ensure_future(prefetch_around(rt, record, frame, params))
-    task.add_done_callback(_retrieve)
+    if rt.settings.prefetch_neighbours > 0:
+        task = asyncio.ensure_future(prefetch_around(rt, record, frame, params))
+        task.add_done_callback(_retrieve)
     return Response(body, media_type=media_type, headers=_headers(etag, cache_control, started))
 
 

@@ -1,0 +1,114 @@
+"""Where a rendered frame's CPU goes in one Tessera process (issue 3): the event loop's thread against
+the CPU pool's threads, per request, and what the same event-loop work costs when it runs in short
+bursts rather than back to back.
+
+On the render benchmark's 300-slice 512x512 JPEG-LS CT (``bench/render_bench.py``'s series), one
+server process (``--workers 1``), wrk (``bench/wrk.py``) cycling over every slice's
+``.../frames/1/rendered`` (image/jpeg, default window):
+
+- cold, 16 in flight: caches off as in the render benchmark, so every request decodes;
+- cached, 16 in flight: the rendered-image memory cache on and warmed, so only the event loop works;
+- cached, paced: the same requests on 2 connections, each pausing ``--pause-ms`` before every request
+  (a few hundred requests/s, about the cold run's rate): the same event-loop work per request, done
+  in short bursts with the thread asleep in between.
+
+CPU per thread from ``/proc/PID/task/TID/schedstat`` (nanoseconds the scheduler ran it, exact, unlike
+the 10 ms ticks of ``stat``), divided by the requests wrk completed. The one-thread codec floor of the
+same frames (``render_bench.series_floor``) is printed beside them.
+
+Run: .venv/bin/python bench/loop_cost.py [--seconds 10] [--pause-ms 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script: make `bench`, `archive` and `render` importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.procs import exit_on_signals, listening_pid
+from bench.render_bench import Series, frame_paths, ingest, make_series, series_floor
+from bench.tessera_server import tessera
+from bench.wrk import run_wrk
+
+WORK = ROOT / "bench" / "work" / "loop_cost"
+COLD = {"TESSERA_CACHE_MEMORY_BYTES": "0", "TESSERA_DECODED_CACHE_BYTES": "0"}
+COMMON = {"TESSERA_PREFETCH_NEIGHBOURS": "0", "TESSERA_RENDITIONS": "0"}
+
+
+def thread_ns(pid: int) -> dict[int, int]:
+    """Nanoseconds on a CPU so far, per thread of ``pid``."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def measure(base: str, series: Series, *, connections: int, seconds: float, pause_ms: int) -> dict[str, Any]:
+    port = int(base.split(":")[2].split("/")[0])
+    pid = listening_pid(port)
+    paths_file = WORK / "paths.txt"
+    paths_file.write_text("".join(p + "\n" for p in frame_paths(base, series)))
+    root = base.rsplit("/", 1)[0]
+    run_wrk(root, paths_file, connections=connections, seconds=3, server_pid=pid, delay_ms=pause_ms)  # warm-up
+    before = thread_ns(pid)
+    r = run_wrk(root, paths_file, connections=connections, seconds=seconds, server_pid=pid, delay_ms=pause_ms)
+    after = thread_ns(pid)
+    n = r["requests"]
+    spent = {tid: (after[tid] - before.get(tid, 0)) / 1e6 / n for tid in after}
+    loop = spent.pop(pid, 0.0)  # the main thread (its id is the process id) runs the event loop
+    busy = sorted((v for v in spent.values() if v > 0.01), reverse=True)
+    return {"requests_per_s": r["rps"], "loop_ms": loop, "other_threads_ms": sum(busy),
+            "busiest_other_threads_ms": busy[:4], "server_cpu_pct": r["server_cpu_pct"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--pause-ms", type=int, default=4)
+    parser.add_argument("--port", type=int, default=8047)
+    args = parser.parse_args(argv)
+    exit_on_signals()
+    WORK.mkdir(parents=True, exist_ok=True)
+    series = make_series("jpegls", 300)
+    floor = series_floor(series)
+    os.environ.update(COMMON)
+    rows = []
+    for i, (name, env, connections, pause) in enumerate((
+        ("cold, 16 in flight", COLD, 16, 0),
+        ("cached, 16 in flight", {}, 16, 0),
+        ("cached, paced", {}, 2, args.pause_ms),
+    )):
+        saved = {k: os.environ.pop(k, None) for k in COLD}
+        os.environ.update(env)
+        try:
+            with tessera(WORK / "tessera", port=args.port, fsync=False, workers=1, fresh=i == 0, quiet=True) as base:
+                if i == 0:
+                    ingest(base, [series])
+                rows.append((name, measure(base, series, connections=connections, seconds=args.seconds,
+                                           pause_ms=pause)))
+        finally:
+            for k, v in saved.items():
+                if v is not None:
+                    os.environ[k] = v
+                else:
+                    os.environ.pop(k, None)
+    print(f"\nJPEG-LS 512x512, codec floor one thread {floor['floor_1t_median_ms']:.2f} ms, two threads "
+          f"{floor['floor_2t_ms_per_frame']:.2f} ms/frame ({2 * floor['floor_2t_ms_per_frame']:.2f} ms of a core)")
+    print(f"{'run':<24}{'req/s':>8}{'loop ms/req':>13}{'others ms/req':>15}  busiest other threads ms/req")
+    for name, m in rows:
+        others = ", ".join(f"{v:.2f}" for v in m["busiest_other_threads_ms"])
+        print(f"{name:<24}{m['requests_per_s']:>8.0f}{m['loop_ms']:>13.3f}{m['other_threads_ms']:>15.3f}  {others}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
