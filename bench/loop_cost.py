@@ -16,14 +16,22 @@ CPU per thread from ``/proc/PID/task/TID/schedstat`` (nanoseconds the scheduler 
 the 10 ms ticks of ``stat``), divided by the requests wrk completed. The one-thread codec floor of the
 same frames (``render_bench.series_floor``) is printed beside them.
 
+Then, in this process without a server: the event loop thread's CPU per CPU-pool job (an empty
+function, 16 awaiting at a time, best of 3 rounds of 20,000) through ``ThreadPoolExecutor`` +
+``asyncio.wrap_future`` and through ``web.cpupool.CpuPool``.
+
 Run: .venv/bin/python bench/loop_cost.py [--seconds 10] [--pause-ms 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,7 @@ from bench.procs import exit_on_signals, listening_pid
 from bench.render_bench import Series, frame_paths, ingest, make_series, series_floor
 from bench.tessera_server import tessera
 from bench.wrk import run_wrk
+from web.cpupool import CpuPool
 
 WORK = ROOT / "bench" / "work" / "loop_cost"
 COLD = {"TESSERA_CACHE_MEMORY_BYTES": "0", "TESSERA_DECODED_CACHE_BYTES": "0"}
@@ -68,6 +77,42 @@ def measure(base: str, series: Series, *, connections: int, seconds: float, paus
     busy = sorted((v for v in spent.values() if v > 0.01), reverse=True)
     return {"requests_per_s": r["rps"], "loop_ms": loop, "other_threads_ms": sum(busy),
             "busiest_other_threads_ms": busy[:4], "server_cpu_pct": r["server_cpu_pct"]}
+
+
+def pool_trip_us(kind: str, trips: int = 20_000, concurrency: int = 16) -> float:
+    """Event-loop thread CPU (microseconds) per job handed to a 3-thread pool and awaited."""
+
+    async def rounds() -> float:
+        executor = ThreadPoolExecutor(3) if kind == "executor" else None
+        pool = CpuPool(3, "trip") if kind == "cpupool" else None
+
+        def job() -> None:
+            return None
+
+        def trip() -> Awaitable[None]:
+            if executor is not None:
+                return asyncio.wrap_future(executor.submit(job))
+            assert pool is not None
+            return pool.submit(job)
+
+        async def worker(n: int, go: Callable[[], Awaitable[None]]) -> None:
+            for _ in range(n):
+                await go()
+
+        best = float("inf")
+        for _ in range(4):  # the first round warms up
+            t0 = time.thread_time()
+            await asyncio.gather(*(worker(trips // concurrency, trip) for _ in range(concurrency)))
+            best = min(best, (time.thread_time() - t0) / trips * 1e6)
+        if executor is not None:
+            executor.shutdown()
+        if pool is not None:
+            pool.shutdown()
+        return best
+
+    import uvloop  # uvicorn's loop, as the server runs
+
+    return uvloop.run(rounds())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, m in rows:
         others = ", ".join(f"{v:.2f}" for v in m["busiest_other_threads_ms"])
         print(f"{name:<24}{m['requests_per_s']:>8.0f}{m['loop_ms']:>13.3f}{m['other_threads_ms']:>15.3f}  {others}")
+    print("\nevent-loop CPU per pool job, microseconds: "
+          + ", ".join(f"{kind} {pool_trip_us(kind):.1f}" for kind in ("executor", "cpupool")))
     return 0
 
 

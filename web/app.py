@@ -45,6 +45,7 @@ from cache.tiered import TieredCache
 from render import kernels
 from web import access, errors, openapi, qido, rendered, stow, stream, tiles, viewer, wado
 from web.auth import Authenticator, SecurityMiddleware, protect
+from web.cpupool import CpuPool
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,7 @@ class Runtime:
         # caches off, interleaved A/B over four rounds) gave 186-202 frames/s at 169-173% CPU with
         # 2 threads, 206-215 at 184-186% with 3.
         self.cpu_threads = settings.cpu_threads or self.cores + 1
-        self.cpu_jobs = 0  # CPU-pool jobs submitted and not finished
-        self._cpu_jobs_lock = threading.Lock()
-        self.cpu_pool = ThreadPoolExecutor(self.cpu_threads, thread_name_prefix="tessera-cpu")
+        self.cpu_pool = CpuPool(self.cpu_threads, "tessera-cpu")
         # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
         self.io_threads = max(8, 4 * self.cores)
         self.io_pool = ThreadPoolExecutor(self.io_threads, thread_name_prefix="tessera-io")
@@ -112,27 +111,15 @@ class Runtime:
             )
 
     async def cpu(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self._cpu_jobs_lock:
-            self.cpu_jobs += 1
-        try:
-            job = self.cpu_pool.submit(partial(fn, *args, **kwargs))
-        except BaseException:
-            self._cpu_job_done(None)
-            raise
-        # Counted until the pool is done with it: a caller that stops waiting (a cancelled stream)
-        # leaves its job running.
-        job.add_done_callback(self._cpu_job_done)
-        return await asyncio.wrap_future(job)
-
-    def _cpu_job_done(self, _job: object) -> None:
-        with self._cpu_jobs_lock:  # runs in the pool's thread
-            self.cpu_jobs -= 1
+        # A caller that stops waiting (a cancelled stream) leaves its job running, still counted in
+        # ``cpu_pool.pending`` until it ends.
+        return await self.cpu_pool.submit(partial(fn, *args, **kwargs))
 
     def frame_threads(self) -> int:
         """Threads one frame's decode may use now: every CPU thread when the pool has nothing else
         to do (a lone cold JPEG 2000 frame then decodes in half the time), else one. Other worker
         processes are not counted: at worst the two cores are briefly oversubscribed."""
-        return min(self.cpu_threads, self.cores) if self.cpu_jobs == 0 else 1
+        return min(self.cpu_threads, self.cores) if self.cpu_pool.pending == 0 else 1
 
     async def io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.io_pool, partial(fn, *args, **kwargs))
@@ -207,7 +194,7 @@ class Runtime:
         self.authenticator.close()
 
     def shutdown(self) -> None:
-        self.cpu_pool.shutdown(wait=False, cancel_futures=True)
+        self.cpu_pool.shutdown()
         self.io_pool.shutdown(wait=False, cancel_futures=True)
 
 
