@@ -1,0 +1,92 @@
+"""A/B of server settings for cold rendering at concurrency 16 (issue 3), rounds interleaved so the
+shared host's drift hits every variant alike.
+
+One syntax's 300-slice 512x512 CT from ``bench/render_bench.py`` (ingested once into
+``bench/work/render_ab/<syntax>``); per round and variant a fresh ``tessera serve`` with the render
+benchmark's cold settings plus the variant's ``TESSERA_*`` variables, 3 s of wrk warm-up, then
+``--seconds`` of wrk with 16 connections cycling over every slice's ``.../frames/1/rendered``.
+Prints frames/s and the server's CPU per request (from ``/proc``) per round, then medians.
+
+Run: .venv/bin/python bench/render_ab.py [--syntax jpegls] [--workers 1] [--rounds 3] [--seconds 10]
+     A= B=TESSERA_CPU_THREADS:2[,TESSERA_OTHER:value]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script: make `bench`, `archive` and `render` importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.procs import exit_on_signals
+from bench.render_bench import frame_paths, ingest, make_series, run_concurrent
+from bench.tessera_server import tessera
+
+WORK = ROOT / "bench" / "work" / "render_ab"
+COLD = {"TESSERA_CACHE_MEMORY_BYTES": "0", "TESSERA_DECODED_CACHE_BYTES": "0",
+        "TESSERA_PREFETCH_NEIGHBOURS": "0", "TESSERA_RENDITIONS": "0"}
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    name, _, settings = text.partition("=")
+    env = {}
+    for item in filter(None, settings.split(",")):
+        key, sep, value = item.partition(":")
+        if not sep or not key.startswith("TESSERA_"):
+            raise SystemExit(f"variant {text!r}: settings are TESSERA_NAME:value, comma-separated")
+        env[key] = value
+    return name, env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", help="NAME=TESSERA_X:v,TESSERA_Y:w (NAME= for the defaults)")
+    parser.add_argument("--syntax", default="jpegls")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--port", type=int, default=8048)
+    args = parser.parse_args(argv)
+    exit_on_signals()
+    variants = [parse_variant(v) for v in args.variants]
+    series = make_series(args.syntax, 300)
+    work = WORK / args.syntax
+    os.environ.update(COLD)
+    marker = work / ".ingested"
+    if not marker.exists():
+        with tessera(work, port=args.port, fsync=False, workers=1, fresh=True, quiet=True) as base:
+            ingest(base, [series])
+        marker.touch()
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
+    for r in range(args.rounds):
+        for name, env in variants:
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                with tessera(work, port=args.port, fsync=False, workers=args.workers, fresh=False, quiet=True) as base:
+                    paths = frame_paths(base, series)
+                    run_concurrent(base, paths, 16, 3)
+                    out = run_concurrent(base, paths, 16, args.seconds)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            fps, cpu = out["frames_per_s"], out["server_cpu_pct"]
+            results[name].append((fps, cpu * 10 / fps))
+            print(f"round {r + 1} {name or 'defaults'}: {fps:.1f} frames/s, server {cpu:.0f}% of a core = "
+                  f"{cpu * 10 / fps:.2f} ms CPU per request, wrk {out['client_cpu_pct']:.0f}%", flush=True)
+    for name, values in results.items():
+        print(f"{name or 'defaults'}: median {statistics.median(v[0] for v in values):.1f} frames/s, "
+              f"{statistics.median(v[1] for v in values):.2f} ms CPU per request")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
