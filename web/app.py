@@ -111,8 +111,8 @@ class Runtime:
             )
 
     async def cpu(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        # A caller that stops waiting (a cancelled stream) leaves its job running, still counted in
-        # ``cpu_pool.pending`` until it ends.
+        # A caller that stops waiting (a cancelled stream) leaves a started job running, counted in
+        # ``cpu_pool.pending`` until it ends; a job not started yet is skipped.
         return await self.cpu_pool.submit(partial(fn, *args, **kwargs))
 
     def frame_threads(self) -> int:

@@ -7,20 +7,26 @@ frame) where the event loop's time per request is what keeps the two cores from 
 is (loop, future, function) on a queue; the thread that runs it hands the outcome to the loop with
 one ``call_soon_threadsafe``.
 
-Used from one event loop's thread (``submit``, ``pending``); the threads start on the first job.
+As with the executor: a job whose future was cancelled before it started is skipped; a running job
+runs to its end; at interpreter exit the threads finish their running jobs before Python finalizes
+(joined from an ``atexit`` hook, which runs while threads may still take the GIL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 _Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+
+_live: weakref.WeakSet[CpuPool] = weakref.WeakSet()
 
 
 class CpuPool:
@@ -31,44 +37,58 @@ class CpuPool:
             raise ValueError(f"a pool needs at least one thread, not {threads}")
         self.threads = threads
         self.name = name
-        #: Jobs submitted whose function has not returned yet (read and written on the loop's thread).
-        self.pending = 0
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._started = False
+        self._workers: list[threading.Thread] = []
         self._closed = False
+        self._submitted = 0  # on the submitting (event loop) thread only
+        self._finished = 0  # by the pool's threads, under the lock
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        """Jobs submitted and not ended (run, failed or skipped as cancelled)."""
+        return self._submitted - self._finished
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Run ``fn()`` on a pool thread; the returned future (of the running loop) gets its outcome.
-        Cancelling the future does not stop ``fn``: it runs to the end, counted in ``pending``."""
+        Cancelling the future before the job starts skips it; a started job runs to its end, counted
+        in ``pending`` until then."""
         if self._closed:
             raise RuntimeError(f"{self.name}: submit after shutdown")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if not self._started:
+        if len(self._workers) < self.threads:
             self._start()
-        self.pending += 1
+        self._submitted += 1
         self._queue.put((loop, future, fn))
         return future
 
-    def shutdown(self) -> None:
-        """Stop taking jobs; jobs not started are cancelled, running ones finish; the threads end."""
-        if self._closed:
-            return
-        self._closed = True
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                _deliver(job[0], self._cancelled, job[1], None)
-        for _ in range(self.threads if self._started else 0):
-            self._queue.put(None)
+    def shutdown(self, *, wait: bool = False, timeout: float | None = None) -> None:
+        """Stop taking jobs; jobs not started are cancelled, running ones finish; the threads end
+        (joined when ``wait``)."""
+        if not self._closed:
+            self._closed = True
+            while True:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    self._ended()
+                    _deliver(job[0], _cancel, job[1])
+            for _ in self._workers:
+                self._queue.put(None)
+        if wait:
+            for worker in self._workers:
+                if worker is not threading.current_thread():
+                    worker.join(timeout)
 
     def _start(self) -> None:
-        self._started = True
-        for i in range(self.threads):
-            threading.Thread(target=self._run, name=f"{self.name}_{i}", daemon=True).start()
+        _live.add(self)
+        while len(self._workers) < self.threads:
+            worker = threading.Thread(target=self._run, name=f"{self.name}_{len(self._workers)}", daemon=True)
+            worker.start()  # may raise (no thread left): the next submit tries again
+            self._workers.append(worker)
 
     def _run(self) -> None:
         get = self._queue.get
@@ -76,30 +96,41 @@ class CpuPool:
             job = get()
             if job is None:
                 return
-            loop, future, fn = job
-            try:
-                result = fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine, as an executor does
-                _deliver(loop, self._failed, future, exc)
-            else:
-                _deliver(loop, self._done, future, result)
-            del job, future, fn  # no reference to the last job's data while the thread waits
+            self._run_one(*job)
+            del job  # nothing of the last job stays referenced while the thread waits
 
-    def _done(self, future: asyncio.Future[Any], result: Any) -> None:
-        self.pending -= 1
-        if not future.cancelled():
-            future.set_result(result)
-
-    def _cancelled(self, future: asyncio.Future[Any], _unused: None) -> None:
-        self.pending -= 1
-        future.cancel()
-
-    def _failed(self, future: asyncio.Future[Any], exc: BaseException) -> None:
-        self.pending -= 1
-        if not future.cancelled():
+    def _run_one(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], fn: Callable[[], Any]) -> None:
+        if future.cancelled():  # nobody waits any more and it has not started: skip it
+            self._ended()
+            return
+        try:
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine, as an executor does
+            self._ended()
             if isinstance(exc, StopIteration):  # a future cannot hold StopIteration
                 exc = RuntimeError(f"StopIteration raised in {self.name}")
-            future.set_exception(exc)
+            _deliver(loop, _fail, future, exc)
+        else:
+            self._ended()
+            _deliver(loop, _resolve, future, result)
+
+    def _ended(self) -> None:
+        with self._lock:
+            self._finished += 1
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.cancelled():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.cancelled():
+        future.set_exception(exc)
+
+
+def _cancel(future: asyncio.Future[Any]) -> None:
+    future.cancel()
 
 
 def _deliver(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
@@ -107,3 +138,11 @@ def _deliver(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *ar
         loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:
         pass  # the loop is closed: nobody is waiting any more
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    # Daemon threads, so a pool nobody shut down never holds the process open; but a job still in a
+    # codec when Python finalizes would be cut off inside native code: let running jobs end first.
+    for pool in list(_live):
+        pool.shutdown(wait=True, timeout=30)

@@ -119,3 +119,73 @@ def test_shutdown_cancels_jobs_not_started_and_refuses_new_ones() -> None:
 def test_at_least_one_thread() -> None:
     with pytest.raises(ValueError):
         CpuPool(0, "test-cpu")
+
+
+def test_a_job_cancelled_before_it_starts_is_skipped() -> None:
+    pool = CpuPool(1, "test-cpu")
+    release = threading.Event()
+    ran: list[str] = []
+
+    def blocker() -> None:
+        release.wait(5)
+        ran.append("blocker")
+
+    async def main() -> None:
+        first = pool.submit(blocker)
+        queued = pool.submit(lambda: ran.append("queued"))
+        await asyncio.sleep(0.05)
+        queued.cancel()
+        release.set()
+        await first
+        for _ in range(200):
+            if pool.pending == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.pending == 0
+
+    try:
+        run(main())
+    finally:
+        pool.shutdown(wait=True, timeout=5)
+    assert ran == ["blocker"]
+
+
+def test_nothing_of_a_finished_job_stays_referenced() -> None:
+    import gc
+    import weakref
+
+    class Frame:
+        pass
+
+    pool = CpuPool(2, "test-cpu")
+    refs: list[weakref.ref[Frame]] = []
+
+    def make() -> Frame:
+        frame = Frame()
+        refs.append(weakref.ref(frame))
+        return frame
+
+    async def main() -> None:
+        for _ in range(4):
+            await pool.submit(make)
+
+    try:
+        run(main())
+        gc.collect()
+        assert all(r() is None for r in refs)
+    finally:
+        pool.shutdown(wait=True, timeout=5)
+
+
+def test_the_count_comes_down_even_when_the_loop_is_gone() -> None:
+    pool = CpuPool(1, "test-cpu")
+    release = threading.Event()
+
+    async def main() -> None:
+        pool.submit(lambda: release.wait(5))
+        await asyncio.sleep(0.01)
+
+    run(main())  # the loop closes with the job still running
+    release.set()
+    pool.shutdown(wait=True, timeout=5)
+    assert pool.pending == 0
