@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -40,14 +39,12 @@ if __package__ in (None, ""):  # run as a script: make `bench`, `archive` and `r
     sys.path.insert(0, str(ROOT))
 
 from bench.procs import exit_on_signals, listening_pid
-from bench.render_bench import Series, frame_paths, ingest, make_series, series_floor
+from bench.render_bench import COLD_ENV, QUIET_ENV, Series, frame_paths, ingest, make_series, series_floor
 from bench.tessera_server import tessera
 from bench.wrk import run_wrk
 from web.cpupool import CpuPool
 
 WORK = ROOT / "bench" / "work" / "loop_cost"
-COLD = {"TESSERA_CACHE_MEMORY_BYTES": "0", "TESSERA_DECODED_CACHE_BYTES": "0"}
-COMMON = {"TESSERA_PREFETCH_NEIGHBOURS": "0", "TESSERA_RENDITIONS": "0"}
 
 
 def thread_ns(pid: int) -> dict[int, int]:
@@ -125,27 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     series = make_series("jpegls", 300)
     floor = series_floor(series)
-    os.environ.update(COMMON)
     rows = []
     for i, (name, env, connections, pause) in enumerate((
-        ("cold, 16 in flight", COLD, 16, 0),
-        ("cached, 16 in flight", {}, 16, 0),
-        ("cached, paced", {}, 2, args.pause_ms),
+        ("cold, 16 in flight", COLD_ENV, 16, 0),
+        ("cached, 16 in flight", QUIET_ENV, 16, 0),
+        ("cached, paced", QUIET_ENV, 2, args.pause_ms),
     )):
-        saved = {k: os.environ.pop(k, None) for k in COLD}
-        os.environ.update(env)
-        try:
-            with tessera(WORK / "tessera", port=args.port, fsync=False, workers=1, fresh=i == 0, quiet=True) as base:
-                if i == 0:
-                    ingest(base, [series])
-                rows.append((name, measure(base, series, connections=connections, seconds=args.seconds,
-                                           pause_ms=pause)))
-        finally:
-            for k, v in saved.items():
-                if v is not None:
-                    os.environ[k] = v
-                else:
-                    os.environ.pop(k, None)
+        with tessera(WORK / "tessera", port=args.port, fsync=False, workers=1, fresh=i == 0, quiet=True,
+                     env=env) as base:
+            if i == 0:
+                ingest(base, [series])
+            rows.append((name, measure(base, series, connections=connections, seconds=args.seconds,
+                                       pause_ms=pause)))
     print(f"\nJPEG-LS 512x512, codec floor one thread {floor['floor_1t_median_ms']:.2f} ms, two threads "
           f"{floor['floor_2t_ms_per_frame']:.2f} ms/frame ({2 * floor['floor_2t_ms_per_frame']:.2f} ms of a core)")
     print(f"{'run':<24}{'req/s':>8}{'loop ms/req':>13}{'others ms/req':>15}  busiest other threads ms/req")

@@ -14,7 +14,6 @@ Run: .venv/bin/python bench/render_ab.py [--syntax jpegls] [--workers 1] [--roun
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -24,12 +23,10 @@ if __package__ in (None, ""):  # run as a script: make `bench`, `archive` and `r
     sys.path.insert(0, str(ROOT))
 
 from bench.procs import exit_on_signals
-from bench.render_bench import frame_paths, ingest, make_series, run_concurrent
+from bench.render_bench import COLD_ENV, frame_paths, ingest, make_series, run_concurrent
 from bench.tessera_server import tessera
 
 WORK = ROOT / "bench" / "work" / "render_ab"
-COLD = {"TESSERA_CACHE_MEMORY_BYTES": "0", "TESSERA_DECODED_CACHE_BYTES": "0",
-        "TESSERA_PREFETCH_NEIGHBOURS": "0", "TESSERA_RENDITIONS": "0"}
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -56,28 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     variants = [parse_variant(v) for v in args.variants]
     series = make_series(args.syntax, 300)
     work = WORK / args.syntax
-    os.environ.update(COLD)
     marker = work / ".ingested"
     if not marker.exists():
-        with tessera(work, port=args.port, fsync=False, workers=1, fresh=True, quiet=True) as base:
+        with tessera(work, port=args.port, fsync=False, workers=1, fresh=True, quiet=True, env=COLD_ENV) as base:
             ingest(base, [series])
         marker.touch()
     results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
     for r in range(args.rounds):
         for name, env in variants:
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            try:
-                with tessera(work, port=args.port, fsync=False, workers=args.workers, fresh=False, quiet=True) as base:
-                    paths = frame_paths(base, series)
-                    run_concurrent(base, paths, 16, 3)
-                    out = run_concurrent(base, paths, 16, args.seconds)
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
+            with tessera(work, port=args.port, fsync=False, workers=args.workers, fresh=False, quiet=True,
+                         env={**COLD_ENV, **env}) as base:
+                paths = frame_paths(base, series)
+                run_concurrent(base, paths, 16, 3)
+                out = run_concurrent(base, paths, 16, args.seconds)
             fps, cpu = out["frames_per_s"], out["server_cpu_pct"]
             results[name].append((fps, cpu * 10 / fps))
             print(f"round {r + 1} {name or 'defaults'}: {fps:.1f} frames/s, server {cpu:.0f}% of a core = "

@@ -72,6 +72,10 @@ SYNTAXES = ("explicit", "rle", "jpeg-lossless", "jpeg-extended", "jpegls", "j2k"
 #: Issue targets: J2K and JPEG-LS at >= 90% of the two-core ceiling at concurrency 16.
 CEILING_TARGET_SYNTAXES = ("jpegls", "j2k", "j2k-lossy")
 CONCURRENCY = 16
+#: Tessera without prefetch or background HTJ2K renditions (nothing renders beside the timed requests).
+QUIET_ENV = {"TESSERA_PREFETCH_NEIGHBOURS": "0", "TESSERA_RENDITIONS": "0"}
+#: Cold means cold: no rendered or decoded cache either, so every request decodes the stored codestream.
+COLD_ENV = {**QUIET_ENV, "TESSERA_CACHE_MEMORY_BYTES": "0", "TESSERA_DECODED_CACHE_BYTES": "0"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,15 +371,12 @@ def main(argv: list[str] | None = None) -> int:
             ingest_rates["orthanc"] = ingest(base, all_series)
             results["orthanc"] = measure_server("orthanc", base, "/system", all_series)
     if args.only in (None, "tessera") and tessera_available():
-        # Cold means cold: no rendered or decoded cache, no prefetch and no HTJ2K renditions, so every
-        # request decodes the stored codestream (the codec-level figure this benchmark is about).
-        os.environ.update({"TESSERA_CACHE_MEMORY_BYTES": "0", "TESSERA_DECODED_CACHE_BYTES": "0",
-                           "TESSERA_PREFETCH_NEIGHBOURS": "0", "TESSERA_RENDITIONS": "0"})
+        # Cold (COLD_ENV): every request decodes, the codec-level figure this benchmark is about.
         for i, workers in enumerate(int(w) for w in args.workers.split(",")):
             name = f"tessera-w{workers}"
             # The first start ingests on fresh storage; later ones (other --workers) reuse it.
             with tessera(WORK / "tessera", port=args.tessera_port, fsync=False, workers=workers,
-                         fresh=i == 0, quiet=True) as base:
+                         fresh=i == 0, quiet=True, env=COLD_ENV) as base:
                 if i == 0:
                     ingest_rates["tessera"] = ingest(base, all_series)
                 results[name] = measure_server(name, base, "/healthz", all_series)

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
@@ -51,13 +51,15 @@ def tessera_available() -> bool:
 
 @contextlib.contextmanager
 def tessera(workdir: Path, *, port: int, fsync: bool, workers: int | None = None, fresh: bool = True,
-            deadline_s: float = 60.0, quiet: bool = False, binary: Path | None = None) -> Iterator[str]:
+            deadline_s: float = 60.0, quiet: bool = False, binary: Path | None = None,
+            env: Mapping[str, str] | None = None) -> Iterator[str]:
     """Run Tessera; yield its DICOMweb base URL (`http://127.0.0.1:P/dicomweb`).
 
     `fresh` wipes `workdir` first, so every run starts on empty storage. Raises FileNotFoundError when
     the `tessera` script is missing, ServerStartError when the port is taken or `/healthz` does not
     answer 200 in time, NotLoopbackError when it listens beyond loopback. `binary` overrides the venv's
-    `tessera` script (for testing this harness with a stand-in).
+    `tessera` script (for testing this harness with a stand-in). `env`: more variables for the server
+    (e.g. `TESSERA_*` settings), over this process's environment.
     """
     binary = binary or tessera_binary()
     if port_in_use(port):
@@ -73,9 +75,10 @@ def tessera(workdir: Path, *, port: int, fsync: bool, workers: int | None = None
     # Orthanc runs with authentication off in these benchmarks, so Tessera gets anonymous admin access
     # on its loopback bind (still checked and audited per request); set TESSERA_ANONYMOUS_ROLE= to
     # measure with bearer tokens instead.
-    env = {"TESSERA_ANONYMOUS_ROLE": "admin", **os.environ, "TESSERA_FSYNC": "1" if fsync else "0"}
+    server_env = {"TESSERA_ANONYMOUS_ROLE": "admin", **os.environ, **(env or {}),
+                  "TESSERA_FSYNC": "1" if fsync else "0"}
     log = (workdir / "tessera.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=server_env, start_new_session=True)
     try:
         root = f"http://127.0.0.1:{port}"
         try:
