@@ -148,7 +148,7 @@ def render_staged(
     t1 = time.perf_counter()
     pixels = pixels_from_decoded(decoded, info, frame_index, params)
     t2 = time.perf_counter()
-    body = encode(pixels, params.media_type, params.quality, params.compress)
+    body = _encode(pixels, params)
     return body, decoded, StageTimes(t1 - t0, t2 - t1, time.perf_counter() - t2)
 
 
@@ -157,7 +157,7 @@ def render_decoded(decoded: DecodedFrame, info: FrameInfo, frame_index: int, par
 
     Raises InvalidRenderParameter.
     """
-    return encode(pixels_from_decoded(decoded, info, frame_index, params), params.media_type, params.quality, params.compress)
+    return _encode(pixels_from_decoded(decoded, info, frame_index, params), params)
 
 
 def render_frame(
@@ -173,4 +173,9 @@ def render_frame(
     Raises InvalidRenderParameter, UnsupportedTransferSyntax, DecodeError.
     """
     pixels = render_pixels(frame_bytes, info, frame_index, params, codec_preferences=codec_preferences)
-    return encode(pixels, params.media_type, params.quality, params.compress), params.media_type
+    return _encode(pixels, params), params.media_type
+
+
+def _encode(pixels: np.ndarray, params: RenderParams) -> bytes:
+    """The output image as ``params`` ask: media type, JPEG quality, PNG compression."""
+    return encode(pixels, params.media_type, params.quality, params.compress)

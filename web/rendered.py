@@ -213,13 +213,19 @@ async def rendered_image(rt: Runtime, record: InstanceRecord, frame: int, params
     return body, params.media_type
 
 
-async def prefetch_around(rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams) -> None:
-    """Warm what a reader opens next: the neighbouring frames (multi-frame) or slices (a series of
-    single-frame instances), nearest first; the whole series once, interleaved, behind them, where
-    every process benefits (``Runtime.warm_series``)."""
+def start_prefetch(rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams) -> None:
+    """Warm what a reader opens next, in the background (``_prefetch_around``); nothing, not even a
+    task, with ``TESSERA_PREFETCH_NEIGHBOURS=0``."""
     radius = rt.settings.prefetch_neighbours
-    if radius <= 0:
-        return
+    if radius > 0:
+        task = asyncio.ensure_future(_prefetch_around(rt, record, frame, params, radius))
+        task.add_done_callback(_retrieve)
+
+
+async def _prefetch_around(rt: Runtime, record: InstanceRecord, frame: int, params: RenderParams, radius: int) -> None:
+    """The neighbouring frames (multi-frame) or slices (a series of single-frame instances) within
+    ``radius``, nearest first; the whole series once, interleaved, behind them, where every process
+    benefits (``Runtime.warm_series``)."""
     if record.number_of_frames > 1:
         around = [(record, i + 1) for i in neighbours_order(frame - 1, record.number_of_frames, radius)]
         _submit(rt, record.series_uid, around, params, urgent=True)
@@ -368,9 +374,7 @@ async def _single(
     if _not_modified(request, etag):
         return Response(status_code=304, headers=_headers(etag, cache_control, started))
     body, media_type = await rendered_image(rt, record, frame, params)
-    if rt.settings.prefetch_neighbours > 0:
-        task = asyncio.ensure_future(prefetch_around(rt, record, frame, params))
-        task.add_done_callback(_retrieve)
+    start_prefetch(rt, record, frame, params)
     return Response(body, media_type=media_type, headers=_headers(etag, cache_control, started))
 
 
