@@ -18,6 +18,7 @@ from pathlib import Path
 from archive.errors import ArchiveError
 from archive.service import Archive, ArchiveConfig, StoreResult
 from web.settings import Settings, SettingsError
+from web.workers import PortInUse, reuseport_available, serve_workers
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,17 @@ def serve(settings: Settings, *, banner: str | None = None) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         settings = replace(settings, metrics_dir=metrics_dir)
         os.environ.update(settings.to_env())
+        if reuseport_available():
+            # A listening socket per worker (web/workers.py): connections spread over the workers.
+            config = {k: v for k, v in common.items() if k not in ("host", "port")}
+            try:
+                status = serve_workers(settings.host, settings.port, settings.workers, config)
+            except PortInUse as exc:
+                log.error("%s", exc)
+                sys.exit(1)
+            if status:
+                sys.exit(status)
+            return
         uvicorn.run("web.app:app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
         return
     from web.app import create_app
