@@ -153,6 +153,18 @@ def stop_process(proc: subprocess.Popen[bytes], *, grace_s: float = 10.0) -> Non
 
 
 def listening_pid(port: int) -> int:
-    """The pid listening on ``port`` on this machine (the lowest, for a server with workers)."""
+    """The pid listening on ``port`` on this machine; for a server whose worker processes each listen
+    (``tessera serve --workers N``: a socket per worker), their common parent, the supervisor, so
+    that CPU counted from it covers every worker."""
     out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False).stdout
-    return min(int(p) for p in re.findall(r"pid=(\d+)", out))
+    pids = {int(p) for p in re.findall(r"pid=(\d+)", out)}
+    if len(pids) > 1:
+        parents = {_ppid(p) for p in pids}
+        if len(parents) == 1 and (parent := parents.pop()) > 1 and parent != os.getpid():
+            return parent
+    return min(pids)
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])

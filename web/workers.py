@@ -11,10 +11,13 @@ and cold JPEG-LS gave 458-468 frames/s against 469-492 in the other trials. libu
 ``UV_TCP_SINGLE_ACCEPT`` did not help (all on one process in four of eight trials).
 
 The supervisor binds the sockets (refusing an address already in use, also by another SO_REUSEPORT
-group), starts one spawned process per socket, one after the other, restarts a worker that exits
-after it started serving, stops the server when a worker fails to start, and on SIGINT or SIGTERM
-asks every worker to finish (SIGTERM: uvicorn's graceful shutdown), waits for them, then kills what
-is left. A worker whose supervisor disappears (killed) shuts itself down.
+group) and starts one spawned process per socket, one after the other; a worker listens on its
+socket only once its app has started, and the socket dies with it, so no connection waits on a
+worker that is starting or gone. A worker that exits is started again (after a delay that grows
+while its successors keep dying young); the server stops only when a worker fails at the first
+start (status 3, as uvicorn) or on SIGINT/SIGTERM, which asks every worker to finish (SIGTERM:
+uvicorn's graceful shutdown), waits for them, then kills what is left. A worker whose supervisor
+disappears (killed) shuts itself down.
 
 Linux and the BSDs have SO_REUSEPORT; elsewhere ``reuseport_available()`` is False and ``tessera
 serve`` falls back to uvicorn's shared socket.
@@ -32,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -41,9 +44,11 @@ log = logging.getLogger(__name__)
 STARTUP_FAILURE = 3
 #: How long stopping workers may take before they are killed (uvicorn finishes requests in flight).
 STOP_TIMEOUT_S = 20.0
-#: More restarts than this within RESTART_WINDOW_S: something is wrong with every start; stop.
-MAX_RESTARTS = 5
-RESTART_WINDOW_S = 60.0
+#: A worker that dies is started again after this delay, doubled after every death that came less
+#: than STABLE_S after its start, up to RESTART_MAX_S; the other workers serve meanwhile.
+RESTART_FIRST_S = 0.5
+RESTART_MAX_S = 30.0
+STABLE_S = 60.0
 #: The app every worker builds from the TESSERA_* variables the supervisor exported.
 APP = "web.app:app_from_env"
 
@@ -56,10 +61,26 @@ def reuseport_available() -> bool:
     return hasattr(socket, "SO_REUSEPORT")
 
 
-def bind_sockets(host: str, port: int, count: int, backlog: int = 2048) -> list[socket.socket]:
-    """``count`` listening sockets on (host, port) sharing it with SO_REUSEPORT. Raises PortInUse."""
+def _bound(family: int, address: tuple[Any, ...]) -> socket.socket:
+    """A SO_REUSEPORT socket bound to ``address`` but not listening: the worker's server listens on
+    it once started, so no connection waits in the queue of a worker still starting (or dead)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets bound to (host, port), sharing it with SO_REUSEPORT, not yet listening (port
+    0: one free port for all). Raises PortInUse."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # A plain bind first: it fails when anything listens there, including another SO_REUSEPORT group
+    # A plain bind first: it fails when anything is bound there, including another SO_REUSEPORT group
     # of this user, which our own SO_REUSEPORT binds would otherwise silently join.
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -70,13 +91,7 @@ def bind_sockets(host: str, port: int, count: int, backlog: int = 2048) -> list[
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
-            sock.listen(backlog)
-            sock.set_inheritable(True)
+            sockets.append(_bound(family, (host, port) if not sockets else sockets[0].getsockname()))
     except OSError as exc:
         for sock in sockets:
             sock.close()
@@ -106,7 +121,7 @@ def _worker_main(app: str, sock: socket.socket, config: Mapping[str, Any], ready
             time.sleep(1.0)
 
     threading.Thread(target=watch, name="tessera-worker-watch", daemon=True).start()
-    server.run(sockets=[sock])
+    server.run(sockets=[sock])  # listens on the socket once the app has started
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
@@ -116,6 +131,7 @@ class _Worker:
     index: int
     process: Any
     signal: Any  # the reading end of the worker's pipe
+    started_at: float
     started: bool = False
 
     def ready(self) -> bool:
@@ -129,82 +145,101 @@ class _Worker:
 @dataclass
 class Supervisor:
     """Runs one worker per socket until SIGINT/SIGTERM, or until a worker cannot start. ``app``: the
-    ASGI app factory as uvicorn's "module:attribute"."""
+    ASGI app factory as uvicorn's "module:attribute". Takes the sockets over (closes them)."""
 
     sockets: list[socket.socket]
     config: Mapping[str, Any]
     app: str = APP
-    stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._ctx = multiprocessing.get_context("spawn")
-        self._restarts: list[float] = []
+        self._family = self.sockets[0].family
+        self._address = self.sockets[0].getsockname()
+        # Set by the signal handler: a plain attribute, since a handler must not take a lock the
+        # interrupted main thread may hold (threading.Event.set in a handler can deadlock).
+        self._stopping = False
 
-    def _start(self, index: int) -> _Worker:
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _start(self, index: int, sock: socket.socket) -> _Worker:
         reader, writer = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(
-            target=_worker_main, args=(self.app, self.sockets[index], dict(self.config), writer, os.getpid()),
-            name=f"tessera-worker-{index}",
-        )
-        process.start()
-        writer.close()  # the worker holds its own copy
-        return _Worker(index, process, reader)
+        try:
+            process = self._ctx.Process(
+                target=_worker_main, args=(self.app, sock, dict(self.config), writer, os.getpid()),
+                name=f"tessera-worker-{index}",
+            )
+            process.start()
+        finally:
+            writer.close()  # the worker holds its own copies of the pipe's end and of the socket,
+            sock.close()  # so a socket dies with its worker and takes no more connections
+        return _Worker(index, process, reader, time.monotonic())
 
     def run(self) -> int:
         """Serve until stopped; returns the exit status (0, or STARTUP_FAILURE)."""
-        previous = {sig: signal.signal(sig, lambda *_: self.stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, lambda *_: self.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
         workers: list[_Worker] = []
         status = 0
+        pending, self.sockets = self.sockets, []
         try:
             # One at a time, as uvicorn does: workers starting together on a new data folder raced to
             # create the index ("database is locked").
-            for i in range(len(self.sockets)):
-                workers.append(self._start(i))
+            for i, sock in enumerate(pending):
+                workers.append(self._start(i, sock))
                 if not self._wait_ready(workers[-1]):
-                    if not self.stop.is_set():
+                    if not self._stopping:
                         log.error("worker %d exited with status %s before it started serving: stopping", i,
                                   workers[-1].process.exitcode)
                         status = STARTUP_FAILURE
-                    self.stop.set()
+                    self._stopping = True
                     break
-            while not self.stop.wait(0.2):
-                for i, worker in enumerate(workers):
-                    if worker.process.is_alive():
-                        continue
-                    code = worker.process.exitcode
-                    if not worker.ready():
-                        log.error("worker %d exited with status %s before it started serving: stopping", i, code)
-                        status = STARTUP_FAILURE
-                        self.stop.set()
-                        break
-                    now = time.monotonic()
-                    self._restarts = [t for t in self._restarts if now - t < RESTART_WINDOW_S] + [now]
-                    if len(self._restarts) > MAX_RESTARTS:
-                        log.error("workers exited %d times within %.0f s: stopping", len(self._restarts),
-                                  RESTART_WINDOW_S)
-                        status = STARTUP_FAILURE
-                        self.stop.set()
-                        break
-                    log.warning("worker %d (pid %s) exited with status %s: starting another", i,
-                                worker.process.pid, code)
-                    worker.signal.close()
-                    workers[i] = self._start(i)
+            self._supervise(workers)
         finally:
+            for sock in pending:  # those not handed to a worker (each worker's is closed here already)
+                sock.close()
             self._stop_all(workers)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            for sock in self.sockets:
-                sock.close()
         return status
+
+    def _supervise(self, workers: list[_Worker]) -> None:
+        """Replace workers that exit, with a growing delay while they keep dying soon after starting;
+        the others serve meanwhile."""
+        delay = [RESTART_FIRST_S] * len(workers)
+        due: dict[int, float] = {}
+        while not self._stopping:
+            time.sleep(0.2)
+            now = time.monotonic()
+            for i, worker in enumerate(workers):
+                if i in due:
+                    if now < due[i] or self._stopping:
+                        continue
+                    del due[i]
+                    try:
+                        workers[i] = self._start(i, _bound(self._family, self._address))
+                    except OSError as exc:
+                        log.error("worker %d cannot be started again: %s; retrying", i, exc)
+                        due[i] = now + delay[i]
+                    continue
+                if worker.process.is_alive():
+                    continue
+                lived = now - worker.started_at
+                delay[i] = RESTART_FIRST_S if lived >= STABLE_S else min(RESTART_MAX_S, delay[i] * 2)
+                state = "after it started serving" if worker.ready() else "before it started serving"
+                log.warning("worker %d (pid %s) exited with status %s %s, %.0f s after its start: starting "
+                            "another in %.1f s", i, worker.process.pid, worker.process.exitcode, state, lived,
+                            delay[i])
+                worker.signal.close()
+                due[i] = now + delay[i]
 
     def _wait_ready(self, worker: _Worker) -> bool:
         """Whether the worker started serving (False: it exited first, or we are stopping)."""
-        while not self.stop.is_set():
+        while not self._stopping:
             if worker.ready():
                 return True
             if not worker.process.is_alive():
                 return worker.ready()
-            self.stop.wait(0.05)
+            time.sleep(0.05)
         return False
 
     @staticmethod

@@ -7,6 +7,7 @@ worker's connections read from /proc (which socket inodes it holds, and their st
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -58,6 +60,18 @@ def _established_inodes(port: int) -> set[str]:
     return inodes
 
 
+def _listeners(port: int) -> int:
+    """Listening sockets on ``port`` (one per serving worker: each listens once its app started)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if os.path.exists(table):
+            with open(table) as fh:
+                next(fh)
+                count += sum(1 for line in fh if int(line.split()[1].rsplit(":", 1)[1], 16) == port
+                             and line.split()[3] == "0A")
+    return count
+
+
 def _socket_inodes(pid: int) -> set[str]:
     out = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -89,8 +103,8 @@ def _ready(root: str) -> bool:
 def test_connections_spread_over_workers(tmp_path: Path) -> None:
     server = start_server(tmp_path / "data", workers=2)
     try:
-        assert _wait(lambda: len(_workers(server.process.pid)) == 2)
         port = int(server.root.rsplit(":", 1)[1])
+        assert _wait(lambda: _listeners(port) == 2)  # the second worker serves too
         conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(16)]
         for conn in conns:  # opened in a burst, as a browser or a load test does
             conn.connect()
@@ -111,12 +125,16 @@ def test_connections_spread_over_workers(tmp_path: Path) -> None:
 
 def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
     server = start_server(tmp_path / "data", workers=2)
+    port = int(server.root.rsplit(":", 1)[1])
     try:
-        assert _wait(lambda: len(_workers(server.process.pid)) == 2)
+        assert _wait(lambda: _listeners(port) == 2)
         victim = _workers(server.process.pid)[0]
         os.kill(victim, signal.SIGKILL)
-        assert _wait(lambda: victim not in _workers(server.process.pid) and len(_workers(server.process.pid)) == 2)
-        assert _wait(lambda: _ready(server.root))
+        assert _wait(lambda: _listeners(port) == 1)  # its socket died with it
+        # Until its successor serves, every new connection goes to the other worker: none waits.
+        for _ in range(20):
+            assert httpx.get(server.root + "/healthz", timeout=5).status_code == 200
+        assert _wait(lambda: victim not in _workers(server.process.pid) and _listeners(port) == 2)
         for _ in range(20):  # every request answered, whichever worker it lands on
             assert httpx.get(server.root + "/healthz", timeout=10).status_code == 200
         assert server.process.poll() is None
@@ -172,6 +190,24 @@ def test_port_in_use_is_refused_with_its_address(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in done.stderr + done.stdout
 
 
+@contextlib.contextmanager
+def capture_stderr_fd() -> Iterator[Path]:
+    """What this process and its spawned children write to file descriptor 2, in a file."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as tmp:
+        path = Path(tmp.name)
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY)
+    os.dup2(fd, 2)
+    try:
+        yield path
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+
+
 def broken_app() -> None:
     """An app factory that fails, as a worker whose start-up fails would."""
     raise RuntimeError("this app cannot start")
@@ -179,8 +215,46 @@ def broken_app() -> None:
 
 def test_a_worker_that_cannot_start_stops_the_server() -> None:
     sockets = bind_sockets("127.0.0.1", free_port(), 2)
-    supervisor = Supervisor(sockets, {"log_level": "critical"}, app=f"{__name__}:broken_app")
+    supervisor = Supervisor(sockets, {"log_level": "critical"}, app="tests.web.test_workers:broken_app")
     started = time.monotonic()
-    assert supervisor.run() == STARTUP_FAILURE
+    with capture_stderr_fd() as err:
+        assert supervisor.run() == STARTUP_FAILURE
+    assert "this app cannot start" in err.read_text()  # the factory ran and failed, not an import error
     assert time.monotonic() - started < 60
     assert all(s.fileno() == -1 for s in sockets)  # closed
+
+
+def flaky_app():  # type: ignore[no-untyped-def]
+    """A tiny app that cannot start while the file named by TESSERA_TEST_FLAKY exists."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    if os.path.exists(os.environ["TESSERA_TEST_FLAKY"]):
+        raise RuntimeError("cannot start now")
+    return Starlette(routes=[Route("/healthz", lambda request: PlainTextResponse("ok"))])
+
+
+def test_a_replacement_that_cannot_start_is_retried_while_the_others_serve(tmp_path: Path) -> None:
+    port = free_port()
+    marker = tmp_path / "fail"
+    script = ("import sys; from web.workers import Supervisor, bind_sockets; "
+              f"sys.exit(Supervisor(bind_sockets('127.0.0.1', {port}, 2), {{'log_level': 'warning'}}, "
+              "app='tests.web.test_workers:flaky_app').run())")
+    env = {**os.environ, "TESSERA_TEST_FLAKY": str(marker)}
+    log = tmp_path / "supervisor.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=fh, stderr=subprocess.STDOUT, env=env)
+    try:
+        assert _wait(lambda: _listeners(port) == 2)
+        marker.touch()
+        os.kill(_workers(proc.pid)[0], signal.SIGKILL)
+        assert _wait(lambda: "before it started serving" in log.read_text())  # a successor failed
+        assert proc.poll() is None  # the server goes on with the other worker
+        for _ in range(10):
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).text == "ok"
+        marker.unlink()
+        assert _wait(lambda: _listeners(port) == 2, timeout=60)  # a later attempt starts
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
