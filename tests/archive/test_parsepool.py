@@ -15,7 +15,7 @@ import pytest
 
 from archive import parsepool
 from archive.service import Archive, ArchiveConfig
-from tests.conftest import corpus
+from tests.conftest import corpus, process_alive
 
 PROCESSES = 2
 
@@ -108,16 +108,6 @@ def test_parser_processes_end_with_a_killed_server(tmp_path: Path) -> None:
     proc.wait()
     proc.stdout.close()
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)  # polling with a deadline: they notice within a second
-    assert not any(_alive(pid) for pid in children)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
+    assert not any(process_alive(pid) for pid in children)

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, start_server, stop_server
+from tests.conftest import free_port, process_alive, start_server, stop_server
 from web.workers import STARTUP_FAILURE, PortInUse, Supervisor, bind_sockets, reuseport_available
 
 pytestmark = pytest.mark.skipif(not reuseport_available(), reason="SO_REUSEPORT is Linux/BSD only")
@@ -45,8 +45,10 @@ def _workers(pid: int) -> list[int]:
     return out
 
 
-def _established_inodes(port: int) -> set[str]:
-    inodes = set()
+def _tcp_sockets(port: int, state: str) -> list[str]:
+    """Inodes of the TCP sockets on local ``port`` in ``state`` (/proc/net/tcp codes: "01"
+    established, "0A" listening)."""
+    inodes = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         if not os.path.exists(table):
             continue
@@ -54,22 +56,18 @@ def _established_inodes(port: int) -> set[str]:
             next(fh)
             for line in fh:
                 fields = line.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if local_port == port and fields[3] == "01":  # ESTABLISHED, server side
-                    inodes.add(fields[9])
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                    inodes.append(fields[9])
     return inodes
+
+
+def _established_inodes(port: int) -> set[str]:
+    return set(_tcp_sockets(port, "01"))  # server side: the local port is the server's
 
 
 def _listeners(port: int) -> int:
     """Listening sockets on ``port`` (one per serving worker: each listens once its app started)."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        if os.path.exists(table):
-            with open(table) as fh:
-                next(fh)
-                count += sum(1 for line in fh if int(line.split()[1].rsplit(":", 1)[1], 16) == port
-                             and line.split()[3] == "0A")
-    return count
+    return len(_tcp_sockets(port, "0A"))
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -159,17 +157,8 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
     server.process.kill()
     server.process.wait(timeout=10)
 
-    def gone() -> bool:
-        for pid in workers:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except FileNotFoundError:
-                continue
-            if state != "Z":
-                return False
-        return True
-
-    assert _wait(gone, timeout=30), "workers outlived their supervisor"
+    assert _wait(lambda: not any(process_alive(pid) for pid in workers), timeout=30), \
+        "workers outlived their supervisor"
     assert not _ready(server.root)
 
 
