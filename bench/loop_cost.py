@@ -16,11 +16,19 @@ CPU per thread from ``/proc/PID/task/TID/schedstat`` (nanoseconds the scheduler 
 the 10 ms ticks of ``stat``), divided by the requests wrk completed. The one-thread codec floor of the
 same frames (``render_bench.series_floor``) is printed beside them.
 
-Then, in this process without a server: the event loop thread's CPU per CPU-pool job (an empty
-function, 16 awaiting at a time, best of 3 rounds of 20,000) through ``ThreadPoolExecutor`` +
-``asyncio.wrap_future`` and through ``web.cpupool.CpuPool``.
+Then, in this process without a server:
 
-Run: .venv/bin/python bench/loop_cost.py [--seconds 10] [--pause-ms 4]
+- the app without HTTP: the same cold requests (caches off) sent straight into the ASGI application
+  built as ``tessera serve`` builds it, on the same stored series, 16 in flight from a uvloop event
+  loop (``--inproc-requests`` of them after a warm-up): the event loop thread's CPU per request
+  (``time.thread_time``), the process's, and requests/s. What the loop spends here is Tessera's own
+  request path (security, audit, routing, record lookup, validators, the pool trip, the response
+  object), with no HTTP server to blame;
+- the event loop thread's CPU per CPU-pool job (an empty function, 16 awaiting at a time, best of 3
+  rounds of 20,000) through ``ThreadPoolExecutor`` + ``asyncio.wrap_future`` and through
+  ``web.cpupool.CpuPool``.
+
+Run: .venv/bin/python bench/loop_cost.py [--seconds 10] [--pause-ms 4] [--inproc-requests 2500]
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -112,11 +120,70 @@ def pool_trip_us(kind: str, trips: int = 20_000, concurrency: int = 16) -> float
     return uvloop.run(rounds())
 
 
+def in_process(data: Path, series: Series, *, requests: int, concurrency: int = 16) -> dict[str, float]:
+    """Cold rendered-frame requests sent straight into the ASGI app (no HTTP server) from a uvloop
+    loop in this process: event-loop thread and process CPU per request (ms), requests/s."""
+    from web.app import create_app
+    from web.cli import build_archive
+    from web.settings import Settings
+
+    settings = Settings.from_env({**COLD_ENV, "TESSERA_ANONYMOUS_ROLE": "admin"}, data=data, host="127.0.0.1")
+    app = create_app(settings, build_archive(settings))
+    paths = frame_paths("http://127.0.0.1/dicomweb", series)
+
+    async def get(path: str) -> None:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": [(b"host", b"127.0.0.1"), (b"accept", b"*/*")], "client": ("127.0.0.1", 50000),
+                 "server": ("127.0.0.1", 80), "state": {}}
+        status = 0
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await app(scope, receive, send)
+        if status != 200:
+            raise RuntimeError(f"{path}: status {status}")
+
+    async def run() -> dict[str, float]:
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+        lifespan = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                                             inbox.get, outbox.put))
+        await inbox.put({"type": "lifespan.startup"})
+        started = await outbox.get()
+        if started["type"] != "lifespan.startup.complete":
+            raise RuntimeError(f"start-up failed: {started}")
+
+        async def worker(first: int, count: int) -> None:
+            for k in range(first, count, concurrency):
+                await get(paths[k % len(paths)])
+
+        await asyncio.gather(*(worker(i, 2 * concurrency) for i in range(concurrency)))  # warm-up
+        t0, p0, w0 = time.thread_time(), time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker(i, requests) for i in range(concurrency)))
+        t1, p1, w1 = time.thread_time(), time.process_time(), time.perf_counter()
+        await inbox.put({"type": "lifespan.shutdown"})
+        await lifespan
+        return {"requests_per_s": requests / (w1 - w0), "loop_ms": (t1 - t0) / requests * 1e3,
+                "process_ms": (p1 - p0) / requests * 1e3}
+
+    import uvloop
+
+    return uvloop.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--pause-ms", type=int, default=4)
     parser.add_argument("--port", type=int, default=8047)
+    parser.add_argument("--inproc-requests", type=int, default=2500)
     args = parser.parse_args(argv)
     exit_on_signals()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -140,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, m in rows:
         others = ", ".join(f"{v:.2f}" for v in m["busiest_other_threads_ms"])
         print(f"{name:<24}{m['requests_per_s']:>8.0f}{m['loop_ms']:>13.3f}{m['other_threads_ms']:>15.3f}  {others}")
+    m = in_process(WORK / "tessera" / "data", series, requests=args.inproc_requests)
+    print(f"{'cold, no HTTP (in-process)':<24}{m['requests_per_s']:>8.0f}{m['loop_ms']:>13.3f}"
+          f"{m['process_ms'] - m['loop_ms']:>15.3f}  (one process, the app called directly)")
     print("\nevent-loop CPU per pool job, microseconds: "
           + ", ".join(f"{kind} {pool_trip_us(kind):.1f}" for kind in ("executor", "cpupool")))
     return 0
