@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     t1 = run_wrk(t_root, t_paths, connections=1, seconds=args.seconds, server_pid=t_pid)
                     run["c1_tessera"].append(t1)
                     line = f"  round {r + 1}: Tessera c1 p50 {t1['p50_ms']:.3f} ms ({t1['rps']:.0f}/s)"
-                    if o_root:
+                    if o_root and o_paths is not None and o_pid is not None:
                         o1 = run_wrk(o_root, o_paths, connections=1, seconds=args.seconds, server_pid=o_pid)
                         run["c1_orthanc"].append(o1)
                         line += f", Orthanc c1 p50 {o1['p50_ms']:.2f} ms, ratio {o1['p50_ms'] / t1['p50_ms']:.1f}x"

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,11 +36,14 @@ from bench.dicomweb_client_load import build_stow_bodies, stow_series
 from bench.procs import free_port, listening_pid
 from bench.tessera_server import tessera
 
+if TYPE_CHECKING:
+    from archive.synth import Modality
+
 WORK = ROOT / "bench" / "work" / "reading"
 OUT = ROOT / "bench" / "out"
 LOCUST = ROOT / ".venv" / "bin" / "locust"
 #: (modality, slices, syntax, seed): a mix of lossless J2K (expensive to render cold) and uncompressed.
-STUDIES = (("CT", 300, "j2k", 11), ("CT", 200, "explicit", 12), ("MR", 150, "j2k", 13), ("CT", 120, "explicit", 14))
+STUDIES: tuple[tuple[Modality, int, str, int], ...] = (("CT", 300, "j2k", 11), ("CT", 200, "explicit", 12), ("MR", 150, "j2k", 13), ("CT", 120, "explicit", 14))
 
 
 def study_files() -> list[bytes]:
