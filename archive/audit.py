@@ -13,6 +13,7 @@ code base rewrites or deletes them and no route writes here except by appending.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -80,8 +81,9 @@ class AuditRecord:
         """``stored()`` as one compact JSON line, written straight from the fields.
 
         Every request appends one on the event loop's thread: building the dict and running the JSON
-        encoder over it cost 6.8 microseconds, this 2.3 (its strings still go through the json
-        module's own escaping). Tests hold it equal to ``json.loads`` of the encoded ``stored()``.
+        encoder over it (and the file's day) cost 6.7 microseconds, this 3.1; its strings still go
+        through the json module's own escaping. Tests hold it equal to ``json.loads`` of ``stored()``
+        and its times to ``datetime``'s formatting.
         """
         text = (
             f'{{"time":"{_iso(self.time)}","event":{_string(self.event)},"status":{int(self.status)},'
@@ -111,12 +113,19 @@ _second: tuple[int, str] = (-1, "")
 
 def _iso(stamp: float) -> str:
     """UTC ISO 8601 to the millisecond, with Z: ``2026-11-28T21:51:43.296Z``; as ``datetime`` does it
-    (rounded to the microsecond, then cut to the millisecond)."""
+    (the fraction of a second rounded half-even to the microsecond, then cut to the millisecond)."""
     global _second
-    whole, micros = divmod(round(stamp * 1_000_000), 1_000_000)
-    if whole != _second[0]:
-        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{_second[1]}.{micros // 1000:03d}Z"
+    fraction, seconds = math.modf(stamp)
+    micros = round(fraction * 1_000_000)
+    whole = int(seconds)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    cached = _second  # one read: another thread may replace it meanwhile
+    if whole != cached[0]:
+        cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{cached[1]}.{micros // 1000:03d}Z"
 
 
 def with_dicom_coding(stored: dict[str, Any]) -> dict[str, Any]:

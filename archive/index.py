@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import mmap
 import os
 import sqlite3
 import struct
@@ -167,11 +166,6 @@ def decode_frame_table(blob: bytes | None) -> tuple[tuple[Fragment, ...], ...] |
     return tuple(frames)
 
 
-#: The first copy of the WAL-index header at the start of the ``-shm`` file (SQLite's walformat
-#: document, "The WAL-Index Header"): 48 bytes.
-_WAL_INDEX_HEADER = 48
-
-
 class SQLiteIndex(RenditionIndexMixin):
     """The index in one SQLite file, one connection per thread, writes serialised by SQLite."""
 
@@ -179,7 +173,6 @@ class SQLiteIndex(RenditionIndexMixin):
         self.path = Path(path)
         self.durable = durable
         self._local = threading.local()
-        self._wal_index: mmap.mmap | None = None
         self._thread_lock = threading.Lock()
         self._lock_fd: int | None = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._conn().executescript(_SCHEMA)  # executescript commits by itself: outside _connect
@@ -241,9 +234,6 @@ class SQLiteIndex(RenditionIndexMixin):
 
     def close(self) -> None:
         """Close this thread's connection and the writers' lock file."""
-        if self._wal_index is not None:
-            self._wal_index.close()
-            self._wal_index = None
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -449,40 +439,10 @@ class SQLiteIndex(RenditionIndexMixin):
 
     def data_version(self) -> int:
         """A number that changes whenever another connection (any other thread or process) commits,
-        as seen by this thread's connection, so only meaningful in a thread that never writes. Asked
-        on the event loop's thread for every rendered frame (archive/records.py).
-
-        Read from the WAL-index header in the ``-shm`` file, mapped into this process as every
-        connection maps it: SQLite rewrites the header's first copy (change counter, last valid
-        frame, checksums, salts) on every commit and on every reset of the WAL. ``PRAGMA data_version``
-        says the same from that header, but through two statement steps that each let go of the GIL:
-        with the CPU pool's threads waiting for it, each step back cost the event loop 15-30
-        microseconds of CPU (bench/loop_cost.py) where reading 48 mapped bytes costs nothing. Until
-        the map exists (or where there is no ``-shm`` file) the pragma answers; the switch from one
-        to the other reads as one change.
-        """
-        conn = self._conn()
-        header = self._wal_index or self._map_wal_index()
-        if header is not None:
-            return int.from_bytes(header[:_WAL_INDEX_HEADER], "little")
-        return int(conn.execute("PRAGMA data_version").fetchone()[0])
-
-    def _map_wal_index(self) -> mmap.mmap | None:
-        """Map the WAL-index header read-only, once per process, after this thread's connection has
-        read (so SQLite has initialised it). SQLite truncates the file only when no connection has
-        it open, and this thread's connection stays open while anyone asks for the version."""
-        self._conn().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
-        try:
-            fd = os.open(f"{self.path}-shm", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None
-        try:
-            if os.fstat(fd).st_size < _WAL_INDEX_HEADER:
-                return None
-            self._wal_index = mmap.mmap(fd, _WAL_INDEX_HEADER, prot=mmap.PROT_READ)
-        finally:
-            os.close(fd)
-        return self._wal_index
+        as seen by this thread's connection, so only meaningful in a thread that never writes; read
+        from the WAL index in shared memory and the mapped first page: cheap enough for the event loop's thread
+        (archive/records.py uses it there)."""
+        return int(self._conn().execute("PRAGMA data_version").fetchone()[0])
 
     def blob_in_use(self, key: str) -> bool:
         return self._conn().execute("SELECT 1 FROM instances WHERE blob_key=?", (key,)).fetchone() is not None

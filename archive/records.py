@@ -3,9 +3,9 @@
 A rendered frame needs its instance's record (pixel description, frame table, blob key) before
 anything else; looking it up costs a trip to the I/O pool, more than the SQLite query itself. This
 cache answers repeated lookups in the event loop's thread. It is valid exactly as long as nobody
-committed to the index: ``SQLiteIndex.data_version`` (the WAL-index header in shared memory, which
-SQLite rewrites on every commit; ``PRAGMA data_version`` where it is not mapped) changes with every
-commit by any other connection of any process, and a change empties the cache. A miss is looked up as before; the
+committed to the index: SQLite's ``PRAGMA data_version`` on the cache's own connection (from the
+WAL index in shared memory and the mapped first page) changes with every commit by any other
+connection of any process, and a change empties the cache. A miss is looked up as before; the
 first miss in a series loads the whole series in one query behind it, since a viewer asks for every slice of the series it opened
 (not while the index keeps changing, as during an ingest, when such loads would be thrown away).
 

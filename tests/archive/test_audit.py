@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from archive.audit import EVENTS, AuditLog, AuditRecord, _iso
@@ -36,7 +36,11 @@ def test_the_line_is_the_json_of_the_stored_record(
     assert list(json.loads(line)) == list(record.stored())  # same key order as ever
 
 
-@given(st.floats(0, 4102444800, allow_nan=False))
+@given(st.floats(-2208988800, 4102444800, allow_nan=False)
+       | st.builds(lambda s, ms: s + ms / 1000 + 0.0009995, st.integers(0, 4102444799), st.integers(0, 998)))
+@example(1855507912.6259995)  # rounding the whole stamp instead of its fraction gave .625
+@example(12.9999996)  # the microsecond rounds up into the next second
+@example(-0.0000004)
 def test_times_are_utc_to_the_millisecond(stamp: float) -> None:
     text = _iso(stamp)
     assert text.endswith("Z") and len(text) == len("2026-11-28T21:51:43.296Z")

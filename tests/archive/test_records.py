@@ -123,24 +123,3 @@ def test_a_batch_larger_than_the_bound_is_not_kept(tmp_path: Path) -> None:
         cache.fill(*_read_series(archive, writer, cache, uids[0]))
         assert all(cache.get(*u) is None for u in uids)
 
-
-def test_the_version_is_read_from_the_mapped_wal_index_and_moves_with_every_commit(tmp_path: Path) -> None:
-    """The event loop's version check reads the WAL-index header (no statement, the GIL kept); it is
-    stable between commits and moves with each commit of another process, a WAL reset included."""
-    with ThreadPoolExecutor(1) as writer:
-        archive, _uids, cache = _stored(tmp_path, writer, 5)
-    before = cache.version()
-    assert archive.index._wal_index is not None  # the fast path, not the pragma fallback
-    assert cache.version() == before
-    index_path = archive.index.path
-    for statement in ("INSERT INTO meta (key, value) VALUES ('probe', '1')",
-                      "PRAGMA wal_checkpoint(TRUNCATE)",
-                      "UPDATE meta SET value='2' WHERE key='probe'"):
-        script = f"import sqlite3; sqlite3.connect({str(index_path)!r}, isolation_level=None).execute({statement!r})"
-        subprocess.run([sys.executable, "-c", script], check=True)
-        if statement.startswith("PRAGMA"):
-            continue  # a checkpoint changes no data; the commit after it restarts the WAL
-        after = cache.version()
-        assert after != before, statement
-        before = after
-    assert cache.version() == before
