@@ -122,4 +122,3 @@ def test_a_batch_larger_than_the_bound_is_not_kept(tmp_path: Path) -> None:
         archive, uids, cache = _stored(tmp_path, writer, 8, slices=4, max_frames=3)
         cache.fill(*_read_series(archive, writer, cache, uids[0]))
         assert all(cache.get(*u) is None for u in uids)
-
