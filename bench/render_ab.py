@@ -5,7 +5,8 @@ One syntax's 300-slice 512x512 CT from ``bench/render_bench.py`` (ingested once 
 ``bench/work/render_ab/<syntax>``); per round and variant a fresh ``tessera serve`` with the render
 benchmark's cold settings plus the variant's ``TESSERA_*`` variables, 3 s of wrk warm-up, then
 ``--seconds`` of wrk with 16 connections cycling over every slice's ``.../frames/1/rendered``.
-Prints frames/s and the server's CPU per request (from ``/proc``) per round, then medians.
+Prints frames/s, the server's CPU per request (from ``/proc``) and wrk's median and 99th percentile
+latency per round, then medians.
 
 Run: .venv/bin/python bench/render_ab.py [--syntax jpegls] [--workers 1] [--rounds 3] [--seconds 10]
      A= B=TESSERA_CPU_THREADS:2[,TESSERA_OTHER:value]
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         with tessera(work, port=args.port, fsync=False, workers=1, fresh=True, quiet=True, env=COLD_ENV) as base:
             ingest(base, [series])
         marker.touch()
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
+    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name, _ in variants}
     for r in range(args.rounds):
         for name, env in variants:
             with tessera(work, port=args.port, fsync=False, workers=args.workers, fresh=False, quiet=True,
@@ -67,12 +68,15 @@ def main(argv: list[str] | None = None) -> int:
                 run_concurrent(base, paths, 16, 3)
                 out = run_concurrent(base, paths, 16, args.seconds)
             fps, cpu = out["frames_per_s"], out["server_cpu_pct"]
-            results[name].append((fps, cpu * 10 / fps))
+            p50, p99 = out["latency_median_ms"], out["p99_ms"]
+            results[name].append((fps, cpu * 10 / fps, p50, p99))
             print(f"round {r + 1} {name or 'defaults'}: {fps:.1f} frames/s, server {cpu:.0f}% of a core = "
-                  f"{cpu * 10 / fps:.2f} ms CPU per request, wrk {out['client_cpu_pct']:.0f}%", flush=True)
+                  f"{cpu * 10 / fps:.2f} ms CPU per request, wrk {out['client_cpu_pct']:.0f}%, latency "
+                  f"p50 {p50:.1f} ms p99 {p99:.1f} ms", flush=True)
     for name, values in results.items():
         print(f"{name or 'defaults'}: median {statistics.median(v[0] for v in values):.1f} frames/s, "
-              f"{statistics.median(v[1] for v in values):.2f} ms CPU per request")
+              f"{statistics.median(v[1] for v in values):.2f} ms CPU per request, latency p50 "
+              f"{statistics.median(v[2] for v in values):.1f} ms p99 {statistics.median(v[3] for v in values):.1f} ms")
     return 0
 
 

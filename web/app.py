@@ -89,7 +89,11 @@ class Runtime:
         # caches off, interleaved A/B over four rounds) gave 186-202 frames/s at 169-173% CPU with
         # 2 threads, 206-215 at 184-186% with 3.
         self.cpu_threads = settings.cpu_threads or self.cores + 1
-        self.cpu_pool = CpuPool(self.cpu_threads, "tessera-cpu")
+        # Under a backlog, results go to the loop in batches (web/cpupool.py): a batch of two rounds
+        # of the threads is rarely filled at the rendering rates here, so mostly the timer decides.
+        hold_ms = settings.cpu_hold_ms
+        self.cpu_pool = CpuPool(self.cpu_threads, "tessera-cpu", batch=2 * self.cpu_threads if hold_ms > 0 else 1,
+                                max_hold=max(hold_ms, 1) / 1000)
         # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
         self.io_threads = max(8, 4 * self.cores)
         self.io_pool = ThreadPoolExecutor(self.io_threads, thread_name_prefix="tessera-io")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -189,3 +190,100 @@ def test_the_count_comes_down_even_when_the_loop_is_gone() -> None:
     release.set()
     pool.shutdown(wait=True, timeout=5)
     assert pool.pending == 0
+
+
+# --- outcomes handed over in batches under a backlog ---------------------------------------------
+
+
+def test_under_a_backlog_outcomes_arrive_in_batches() -> None:
+    pool = CpuPool(1, "test-cpu", batch=4, max_hold=30.0)
+    seen: list[int] = []  # per outcome, how many futures were done when its callback ran
+
+    async def main() -> list[int]:
+        futures = [pool.submit(lambda i=i: (time.sleep(0.002), i)[1]) for i in range(8)]
+        for future in futures:
+            future.add_done_callback(lambda _f: seen.append(sum(f.done() for f in futures)))
+        return await asyncio.wait_for(asyncio.gather(*futures), 10)
+
+    try:
+        assert run(main()) == list(range(8))
+    finally:
+        pool.shutdown()
+    # One thread, eight jobs queued at once: the first four go over together when the batch is full,
+    # the last four when the queue runs empty; the timer (30 s) never fires.
+    assert seen == [4, 4, 4, 4, 8, 8, 8, 8]
+
+
+def test_a_held_outcome_waits_at_most_max_hold() -> None:
+    pool = CpuPool(2, "test-cpu", batch=8, max_hold=0.2)
+    release = threading.Event()
+
+    async def main() -> float:
+        first = pool.submit(lambda: release.wait(10))
+        quick = pool.submit(lambda: "quick")
+        second = pool.submit(lambda: release.wait(10))  # queued behind ``quick``: a backlog
+        started = time.monotonic()
+        # Both threads then sit in long jobs: nothing finishes to hand ``quick`` over but the timer.
+        assert await asyncio.wait_for(quick, 5) == "quick"
+        waited = time.monotonic() - started
+        release.set()
+        assert await asyncio.wait_for(asyncio.gather(first, second), 10) == [True, True]
+        return waited
+
+    try:
+        waited = run(main())
+    finally:
+        release.set()
+        pool.shutdown()
+    assert waited < 2.0  # the timer's 0.2 s, with room for a slow machine
+    assert pool.pending == 0
+
+
+def test_a_lone_job_is_never_held() -> None:
+    pool = CpuPool(3, "test-cpu", batch=8, max_hold=30.0)
+
+    async def main() -> list[int]:
+        out = [await asyncio.wait_for(pool.submit(lambda i=i: i), 5) for i in range(5)]
+        # No more jobs than threads: no backlog, no timer, every outcome at once.
+        out.append(sum(await asyncio.wait_for(asyncio.gather(*(pool.submit(lambda: 1) for _ in range(3))), 5)))
+        return out
+
+    try:
+        assert run(main()) == [0, 1, 2, 3, 4, 3]
+    finally:
+        pool.shutdown()
+
+
+def test_shutdown_hands_over_what_was_held() -> None:
+    pool = CpuPool(1, "test-cpu", batch=100, max_hold=30.0)
+    release = threading.Event()
+
+    async def main() -> None:
+        first = pool.submit(lambda: "first")
+        blocked = pool.submit(lambda: release.wait(10))
+        queued = pool.submit(lambda: "never")
+        for _ in range(500):  # ``first`` ends while two jobs wait: held
+            if pool.pending == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert not first.done()
+        pool.shutdown()  # cancels ``queued``, and hands ``first`` over
+        assert await asyncio.wait_for(first, 5) == "first"
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        release.set()
+        assert await asyncio.wait_for(blocked, 5) is True
+
+    try:
+        run(main())
+    finally:
+        release.set()
+        pool.shutdown(wait=True, timeout=5)
+    assert pool.pending == 0
+
+
+def test_batch_and_hold_are_checked() -> None:
+    with pytest.raises(ValueError, match="batch"):
+        CpuPool(1, "test-cpu", batch=0)
+    with pytest.raises(ValueError, match="max_hold"):
+        CpuPool(1, "test-cpu", batch=2, max_hold=0)
