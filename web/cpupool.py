@@ -7,14 +7,16 @@ frame) where the event loop's time per request is what keeps the two cores from 
 is (loop, future, function) on a queue; the thread that runs it hands the outcome to the loop with
 one ``call_soon_threadsafe``.
 
-Under a backlog (jobs waiting in the queue), outcomes are handed over in batches: a finished job's
-outcome is held until ``batch`` are held, the queue runs empty or the loop's timer fires (every
-``max_hold`` seconds while jobs wait), then all go in one ``call_soon_threadsafe``. Each hand-over
+Under a backlog, outcomes are handed over in batches: a finished job's outcome is held while at
+least a round of jobs (one per thread) still waits in the queue, until ``batch`` are held, the queue
+gets shorter than a round or the loop's timer fires (every ``max_hold`` seconds while jobs wait),
+then all go in one ``call_soon_threadsafe``. (Holding with less than a round queued left threads
+idle: the held results' clients send no new requests meanwhile.) Each hand-over
 wakes the event loop from sleep, and a woken loop runs its request path about three times slower
 than one already running (bench/loop_cost.py: the same cached requests cost 0.19 ms of the loop's
 thread back to back and 0.46 ms paced): answering several requests per wake-up gave cold JPEG-LS at
-concurrency 16 6.7% more frames/s (README, "Handing results over in batches"). A result waits at
-most ``max_hold``, only while the pool has more work than threads; a lone request is never held.
+concurrency 16 about 4% more frames/s (README, "Handing results over in batches"). A result waits
+at most ``max_hold``, only while a round of work waits; a lone request is never held.
 
 As with the executor: a job whose future was cancelled before it started is skipped; a running job
 runs to its end; at interpreter exit the threads finish their running jobs before Python finalizes
@@ -151,14 +153,14 @@ class CpuPool:
             self._ended((loop, _resolve, (future, result)))
 
     def _ended(self, outcome: _Outcome | None = None) -> None:
-        """Count a job as ended and hand over its outcome, or hold it: while jobs wait (this thread
-        goes on to the next), the loop's timer is armed and the batch is not full."""
+        """Count a job as ended and hand over its outcome, or hold it: while a round of jobs waits
+        (every thread has its next), the loop's timer is armed and the batch is not full."""
         with self._lock:
             self._finished += 1
             if outcome is not None:
                 self._held.append(outcome)
                 if (len(self._held) < self.batch and outcome[0] in self._timers and not self._closed
-                        and self._queue.qsize() > 0):
+                        and self._queue.qsize() >= self.threads):
                     return
             if not self._held:
                 return

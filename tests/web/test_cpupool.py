@@ -210,7 +210,8 @@ def test_under_a_backlog_outcomes_arrive_in_batches() -> None:
     finally:
         pool.shutdown()
     # One thread, eight jobs queued at once: the first four go over together when the batch is full,
-    # the last four when the queue runs empty; the timer (30 s) never fires.
+    # the last four when the queue runs empty (no round of work left for the thread); the timer
+    # (30 s) never fires.
     assert seen == [4, 4, 4, 4, 8, 8, 8, 8]
 
 
@@ -221,13 +222,14 @@ def test_a_held_outcome_waits_at_most_max_hold() -> None:
     async def main() -> float:
         first = pool.submit(lambda: release.wait(10))
         quick = pool.submit(lambda: "quick")
-        second = pool.submit(lambda: release.wait(10))  # queued behind ``quick``: a backlog
+        # Queued behind ``quick``: a round of work for both threads, so ``quick``'s outcome is held.
+        later = [pool.submit(lambda: release.wait(10)) for _ in range(2)]
         started = time.monotonic()
         # Both threads then sit in long jobs: nothing finishes to hand ``quick`` over but the timer.
         assert await asyncio.wait_for(quick, 5) == "quick"
         waited = time.monotonic() - started
         release.set()
-        assert await asyncio.wait_for(asyncio.gather(first, second), 10) == [True, True]
+        assert await asyncio.wait_for(asyncio.gather(first, *later), 10) == [True, True, True]
         return waited
 
     try:
@@ -237,6 +239,26 @@ def test_a_held_outcome_waits_at_most_max_hold() -> None:
         pool.shutdown()
     assert waited < 2.0  # the timer's 0.2 s, with room for a slow machine
     assert pool.pending == 0
+
+
+def test_nothing_is_held_when_the_threads_would_run_out_of_work() -> None:
+    pool = CpuPool(2, "test-cpu", batch=8, max_hold=30.0)
+    release = threading.Event()
+
+    async def main() -> None:
+        first = pool.submit(lambda: release.wait(10))
+        quick = pool.submit(lambda: "quick")
+        later = pool.submit(lambda: release.wait(10))  # less than a round for two threads
+        # Held, ``quick`` would wait for the timer (30 s) while the connection it answers sent nothing.
+        assert await asyncio.wait_for(quick, 5) == "quick"
+        release.set()
+        assert await asyncio.wait_for(asyncio.gather(first, later), 10) == [True, True]
+
+    try:
+        run(main())
+    finally:
+        release.set()
+        pool.shutdown()
 
 
 def test_a_lone_job_is_never_held() -> None:
