@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from functools import partial
 
 import pytest
 
@@ -199,8 +200,12 @@ def test_under_a_backlog_outcomes_arrive_in_batches() -> None:
     pool = CpuPool(1, "test-cpu", batch=4, max_hold=30.0)
     seen: list[int] = []  # per outcome, how many futures were done when its callback ran
 
+    def job(i: int) -> int:
+        time.sleep(0.002)
+        return i
+
     async def main() -> list[int]:
-        futures = [pool.submit(lambda i=i: (time.sleep(0.002), i)[1]) for i in range(8)]
+        futures = [pool.submit(partial(job, i)) for i in range(8)]
         for future in futures:
             future.add_done_callback(lambda _f: seen.append(sum(f.done() for f in futures)))
         return await asyncio.wait_for(asyncio.gather(*futures), 10)
@@ -248,7 +253,7 @@ def test_a_lone_job_is_never_held() -> None:
     pool = CpuPool(3, "test-cpu", batch=8, max_hold=30.0)
 
     async def main() -> list[int]:
-        out = [await asyncio.wait_for(pool.submit(lambda i=i: i), 5) for i in range(5)]
+        out = [await asyncio.wait_for(pool.submit(partial(int, i)), 5) for i in range(5)]
         # No more jobs than threads: no backlog, no timer, every outcome at once.
         out.append(sum(await asyncio.wait_for(asyncio.gather(*(pool.submit(lambda: 1) for _ in range(3))), 5)))
         return out
