@@ -7,6 +7,8 @@ server process (``--workers 1``), wrk (``bench/wrk.py``) cycling over every slic
 ``.../frames/1/rendered`` (image/jpeg, default window):
 
 - cold, 16 in flight: caches off as in the render benchmark, so every request decodes;
+- the same with ``TESSERA_CPU_HOLD_MS=0``: each finished frame handed to the event loop at once,
+  rather than several per wake-up while a round of jobs waits (``web/cpupool.py``);
 - cached, 16 in flight: the rendered-image memory cache on and warmed, so only the event loop works;
 - cached, paced: the same requests on 2 connections, each pausing ``--pause-ms`` before every request
   (a few hundred requests/s, about the cold run's rate): the same event-loop work per request, done
@@ -192,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for i, (name, env, connections, pause) in enumerate((
         ("cold, 16 in flight", COLD_ENV, 16, 0),
+        ("cold, results one by one", {**COLD_ENV, "TESSERA_CPU_HOLD_MS": "0"}, 16, 0),
         ("cached, 16 in flight", QUIET_ENV, 16, 0),
         ("cached, paced", QUIET_ENV, 2, args.pause_ms),
     )):

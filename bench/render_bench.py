@@ -252,7 +252,7 @@ def ingest(base: str, all_series: list[Series]) -> float:
     return result.per_second
 
 
-def _render_one(frames: list[bytes], info: FrameInfo, params: RenderParams, i: int) -> None:
+def render_one(frames: list[bytes], info: FrameInfo, params: RenderParams, i: int) -> None:
     render_frame(frames[i], info, 0, params)
 
 
@@ -266,7 +266,7 @@ def measure_server(name: str, base: str, baseline_path: str, all_series: list[Se
         paths = frame_paths(base, series)
         info, frames = stored_frames(series)
         try:
-            c1 = run_c1(base, paths, baseline_path, partial(_render_one, frames, info, params))
+            c1 = run_c1(base, paths, baseline_path, partial(render_one, frames, info, params))
         except BenchCheckError as exc:  # e.g. Orthanc 1.10.1 cannot decode HTJ2K
             out["syntaxes"][series.syntax] = {"error": str(exc)[-300:]}
             print(f"  {name:<10} {series.syntax:<14} cannot render: {str(exc)[-160:]}", flush=True)
