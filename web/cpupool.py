@@ -60,6 +60,9 @@ class CpuPool:
         # is held only while its loop has one, which bounds its wait by ``max_hold``.
         self._held: list[_Outcome] = []
         self._timers: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
+        # Under the lock, with batching: jobs submitted and not ended, per event loop (so one loop's
+        # backlog never keeps another's timer going).
+        self._outstanding: dict[asyncio.AbstractEventLoop, int] = {}
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._closed = False
@@ -83,8 +86,12 @@ class CpuPool:
         if len(self._workers) < self.threads:
             self._start()
         self._submitted += 1
+        if self.batch > 1:
+            with self._lock:
+                self._outstanding[loop] = self._outstanding.get(loop, 0) + 1
         self._queue.put((loop, future, fn))
-        if self.batch > 1 and self.pending > self.threads and loop not in self._timers:
+        # The timer only where outcomes may be held: a round of jobs waits.
+        if self.batch > 1 and loop not in self._timers and self._queue.qsize() >= self.threads:
             self._arm(loop)
         return future
 
@@ -99,8 +106,12 @@ class CpuPool:
                 except queue.Empty:
                     break
                 if job is not None:
-                    self._ended()
+                    self._ended(job[0])
                     _deliver(job[0], _cancel, job[1])
+            with self._lock:  # nothing is held from now on: hand over what is
+                self._timers.clear()
+                held, self._held = self._held, []
+            _hand_over(held)
             for _ in self._workers:
                 self._queue.put(None)
         if wait:
@@ -110,17 +121,22 @@ class CpuPool:
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
+            # A loop closed with its timer armed never ticks: forget it here.
+            for gone in [other for other in self._timers if other.is_closed()]:
+                del self._timers[gone]
             self._timers[loop] = loop.call_later(self.max_hold, self._tick, loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On ``loop``, ``max_hold`` after arming: run the outcomes held for it; again while jobs wait."""
+        """On ``loop``, ``max_hold`` after arming: run the outcomes held for it; armed again only
+        while a round of jobs waits and some are this loop's (else nothing more would be held)."""
         with self._lock:
-            del self._timers[loop]
+            self._timers.pop(loop, None)
             mine = [h for h in self._held if h[0] is loop]
             if mine:
                 self._held = [h for h in self._held if h[0] is not loop]
+            again = not self._closed and self._queue.qsize() >= self.threads and loop in self._outstanding
         _run_held(mine)
-        if self._queue.qsize() > 0 and not self._closed:
+        if again:
             self._arm(loop)
 
     def _start(self) -> None:
@@ -141,22 +157,25 @@ class CpuPool:
 
     def _run_one(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], fn: Callable[[], Any]) -> None:
         if future.cancelled():  # nobody waits any more and it has not started: skip it
-            self._ended()
+            self._ended(loop)
             return
         try:
             result = fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine, as an executor does
             if isinstance(exc, StopIteration):  # a future cannot hold StopIteration
                 exc = RuntimeError(f"StopIteration raised in {self.name}")
-            self._ended((loop, _fail, (future, exc)))
+            self._ended(loop, (loop, _fail, (future, exc)))
         else:
-            self._ended((loop, _resolve, (future, result)))
+            self._ended(loop, (loop, _resolve, (future, result)))
 
-    def _ended(self, outcome: _Outcome | None = None) -> None:
-        """Count a job as ended and hand over its outcome, or hold it: while a round of jobs waits
-        (every thread has its next), the loop's timer is armed and the batch is not full."""
+    def _ended(self, loop: asyncio.AbstractEventLoop, outcome: _Outcome | None = None) -> None:
+        """Count a job of ``loop`` as ended and hand over its outcome, or hold it: while a round of
+        jobs waits (every thread has its next), the loop's timer is armed and the batch is not full."""
         with self._lock:
             self._finished += 1
+            left = self._outstanding.pop(loop, 0) - 1
+            if left > 0:
+                self._outstanding[loop] = left
             if outcome is not None:
                 self._held.append(outcome)
                 if (len(self._held) < self.batch and outcome[0] in self._timers and not self._closed
@@ -165,9 +184,7 @@ class CpuPool:
             if not self._held:
                 return
             held, self._held = self._held, []
-        loops = {h[0] for h in held}
-        for loop in loops:
-            _deliver(loop, _run_held, held if len(loops) == 1 else [h for h in held if h[0] is loop])
+        _hand_over(held)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
@@ -180,9 +197,19 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
+def _hand_over(held: list[_Outcome]) -> None:
+    """Outcomes to their loops, one ``call_soon_threadsafe`` per loop."""
+    loops = {h[0] for h in held}
+    for loop in loops:
+        _deliver(loop, _run_held, held if len(loops) == 1 else [h for h in held if h[0] is loop])
+
+
 def _run_held(held: list[_Outcome]) -> None:
-    for _loop, callback, args in held:
-        callback(*args)
+    for loop, callback, args in held:
+        try:
+            callback(*args)
+        except Exception as exc:  # noqa: BLE001 - one bad outcome must not strand the rest of the batch
+            loop.call_exception_handler({"message": "delivering a CPU-pool outcome failed", "exception": exc})
 
 
 def _cancel(future: asyncio.Future[Any]) -> None:

@@ -297,3 +297,53 @@ def test_batch_and_hold_are_checked() -> None:
         CpuPool(1, "test-cpu", batch=0)
     with pytest.raises(ValueError, match="max_hold"):
         CpuPool(1, "test-cpu", batch=2, max_hold=0)
+
+
+def test_one_failing_hand_over_does_not_strand_its_batch() -> None:
+    pool = CpuPool(1, "test-cpu", batch=4, max_hold=30.0)
+    reported: list[dict[str, object]] = []
+
+    def job(i: int) -> int:
+        time.sleep(0.002)
+        return i
+
+    async def main() -> list[int]:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: reported.append(context))
+        futures = [pool.submit(partial(job, i)) for i in range(8)]
+        futures[0].set_result(-1)  # its outcome, held in the first batch, then cannot be set
+        return await asyncio.wait_for(asyncio.gather(*futures), 10)
+
+    try:
+        assert run(main()) == [-1, *range(1, 8)]
+    finally:
+        pool.shutdown()
+    assert len(reported) == 1 and isinstance(reported[0]["exception"], asyncio.InvalidStateError)
+
+
+def test_no_timer_without_a_round_of_work_waiting() -> None:
+    # Five clients on four threads: at most one job waits once they run, so nothing can be held
+    # and a hand-over timer would only wake the loop for nothing (once every 10 ms: about 25 times
+    # here). At the start all five jobs may wait at once, a round: one timer then is fine.
+    pool = CpuPool(4, "test-cpu", batch=8, max_hold=0.01)
+    ticks = 0
+    tick = pool._tick
+
+    def counted(loop: asyncio.AbstractEventLoop) -> None:
+        nonlocal ticks
+        ticks += 1
+        tick(loop)
+
+    pool._tick = counted  # type: ignore[method-assign]
+
+    async def client() -> None:
+        for _ in range(100):
+            await pool.submit(partial(time.sleep, 0.002))
+
+    async def main() -> None:
+        await asyncio.gather(*(client() for _ in range(5)))
+
+    try:
+        run(main())
+    finally:
+        pool.shutdown()
+    assert ticks <= 5
