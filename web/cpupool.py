@@ -8,15 +8,16 @@ is (loop, future, function) on a queue; the thread that runs it hands the outcom
 one ``call_soon_threadsafe``.
 
 Under a backlog, outcomes are handed over in batches: a finished job's outcome is held while at
-least a round of jobs (one per thread) still waits in the queue, until ``batch`` are held, the queue
-gets shorter than a round or the loop's timer fires (every ``max_hold`` seconds while jobs wait),
-then all go in one ``call_soon_threadsafe``. (Holding with less than a round queued left threads
-idle: the held results' clients send no new requests meanwhile.) Each hand-over
-wakes the event loop from sleep, and a woken loop runs its request path about three times slower
-than one already running (bench/loop_cost.py: the same cached requests cost 0.19 ms of the loop's
-thread back to back and 0.46 ms paced): answering several requests per wake-up gave cold JPEG-LS at
-concurrency 16 about 4% more frames/s (README, "Handing results over in batches"). A result waits
-at most ``max_hold``, only while a round of work waits; a lone request is never held.
+least a round of jobs (one per thread) still waits in the queue, until ``batch`` are held, the
+queue gets shorter than a round or the loop's timer fires (``max_hold`` seconds after it was armed;
+it is armed only while a round waits and the loop has jobs in the pool, so it never wakes an idle
+or lightly loaded loop), then all go in one ``call_soon_threadsafe``. (Holding with less than a
+round queued left threads idle: the held results' clients send no new requests meanwhile.) Each
+hand-over wakes the event loop from sleep, and a woken loop runs its request path about three times
+slower than one already running (bench/loop_cost.py: the same cached requests cost 0.19 ms of the
+loop's thread back to back and 0.46 ms paced): answering several requests per wake-up gave cold
+JPEG-LS at concurrency 16 4-6% more frames/s (README, "Handing results over in batches"). A result
+waits at most ``max_hold``, only while a round of work waits; a lone request is never held.
 
 As with the executor: a job whose future was cancelled before it started is skipped; a running job
 runs to its end; at interpreter exit the threads finish their running jobs before Python finalizes
