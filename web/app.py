@@ -90,7 +90,8 @@ class Runtime:
         # 2 threads, 206-215 at 184-186% with 3.
         self.cpu_threads = settings.cpu_threads or self.cores + 1
         # Under a backlog, results go to the loop in batches (web/cpupool.py): a batch of two rounds
-        # of the threads is rarely filled at the rendering rates here, so mostly the timer decides.
+        # of the threads is rarely filled at the rendering rates here, so mostly the timer or the
+        # queue getting shorter than a round ends one.
         hold_ms = settings.cpu_hold_ms
         self.cpu_pool = CpuPool(self.cpu_threads, "tessera-cpu", batch=2 * self.cpu_threads if hold_ms > 0 else 1,
                                 max_hold=max(hold_ms, 1) / 1000)

@@ -92,7 +92,7 @@ class CpuPool:
                 self._outstanding[loop] = self._outstanding.get(loop, 0) + 1
         self._queue.put((loop, future, fn))
         # The timer only where outcomes may be held: a round of jobs waits.
-        if self.batch > 1 and loop not in self._timers and self._queue.qsize() >= self.threads:
+        if self.batch > 1 and loop not in self._timers and self._round_waits():
             self._arm(loop)
         return future
 
@@ -120,6 +120,11 @@ class CpuPool:
                 if worker is not threading.current_thread():
                     worker.join(timeout)
 
+    def _round_waits(self) -> bool:
+        """Whether a round of jobs (one per thread) waits in the queue: every thread has its next, so
+        holding an outcome (its client sends nothing new meanwhile) leaves no thread idle."""
+        return self._queue.qsize() >= self.threads
+
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             # A loop closed with its timer armed never ticks: forget it here.
@@ -135,7 +140,7 @@ class CpuPool:
             mine = [h for h in self._held if h[0] is loop]
             if mine:
                 self._held = [h for h in self._held if h[0] is not loop]
-            again = not self._closed and self._queue.qsize() >= self.threads and loop in self._outstanding
+            again = not self._closed and self._round_waits() and loop in self._outstanding
         _run_held(mine)
         if again:
             self._arm(loop)
@@ -165,22 +170,25 @@ class CpuPool:
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine, as an executor does
             if isinstance(exc, StopIteration):  # a future cannot hold StopIteration
                 exc = RuntimeError(f"StopIteration raised in {self.name}")
-            self._ended(loop, (loop, _fail, (future, exc)))
+            self._ended(loop, _fail, (future, exc))
         else:
-            self._ended(loop, (loop, _resolve, (future, result)))
+            self._ended(loop, _resolve, (future, result))
 
-    def _ended(self, loop: asyncio.AbstractEventLoop, outcome: _Outcome | None = None) -> None:
-        """Count a job of ``loop`` as ended and hand over its outcome, or hold it: while a round of
-        jobs waits (every thread has its next), the loop's timer is armed and the batch is not full."""
+    def _ended(self, loop: asyncio.AbstractEventLoop, callback: Callable[..., None] | None = None,
+               args: tuple[Any, ...] = ()) -> None:
+        """Count a job of ``loop`` as ended and hand its outcome (``callback(*args)`` on the loop)
+        over, or hold it: while a round of jobs waits, the loop's timer is armed and the batch is not
+        full."""
         with self._lock:
             self._finished += 1
-            left = self._outstanding.pop(loop, 0) - 1
-            if left > 0:
-                self._outstanding[loop] = left
-            if outcome is not None:
-                self._held.append(outcome)
-                if (len(self._held) < self.batch and outcome[0] in self._timers and not self._closed
-                        and self._queue.qsize() >= self.threads):
+            if self.batch > 1:
+                left = self._outstanding.pop(loop, 0) - 1
+                if left > 0:
+                    self._outstanding[loop] = left
+            if callback is not None:
+                self._held.append((loop, callback, args))
+                if (len(self._held) < self.batch and loop in self._timers and not self._closed
+                        and self._round_waits()):
                     return
             if not self._held:
                 return
