@@ -53,6 +53,11 @@ T = TypeVar("T")
 DICOMWEB_ROOT = "/dicomweb"
 
 
+def cpu_threads_for(cores: int, processes: int) -> int:
+    """CPU-pool threads of one server process: one more than its share of the cores (rounded up)."""
+    return -(-cores // max(1, processes)) + 1
+
+
 class Runtime:
     """What request handlers share: settings, the archive, the cache and the thread pools."""
 
@@ -82,13 +87,17 @@ class Runtime:
         # Instance records for the event loop's thread, valid until the index changes.
         self.records = RecordCache(lambda: self.archive.index.data_version())
         self.cores = os.cpu_count() or 2
-        # One thread more than the cores: each job holds the GIL between its GIL-free stretches
-        # (reading the frame, numpy set-up, handing over the result) and the event loop holds it
-        # while serving HTTP, so with one thread per core a core sat idle waiting for the GIL:
-        # rendered JPEG-LS at concurrency 16 (wrk over the render benchmark's series, one process,
-        # caches off, interleaved A/B over four rounds) gave 186-202 frames/s at 169-173% CPU with
-        # 2 threads, 206-215 at 184-186% with 3.
-        self.cpu_threads = settings.cpu_threads or self.cores + 1
+        # One thread more than this process's share of the cores: each job holds the GIL between
+        # its GIL-free stretches (reading the frame, numpy set-up, handing over the result) and the
+        # event loop holds it while serving HTTP, so with one thread per core a core sat idle
+        # waiting for the GIL: rendered JPEG-LS at concurrency 16 (wrk over the render benchmark's
+        # series, one process, caches off, interleaved A/B over four rounds) gave 186-202 frames/s
+        # at 169-173% CPU with 2 threads, 206-215 at 184-186% with 3. With several processes the
+        # others fill those gaps, and more threads only add switches and smaller result batches:
+        # two processes on two cores, 2 threads each against 3 (`bench/render_ab.py --workers 2
+        # A= B=TESSERA_CPU_THREADS:2`) were faster in 10 of 11 interleaved rounds, medians +4%
+        # and +1.6% over two runs.
+        self.cpu_threads = settings.cpu_threads or cpu_threads_for(self.cores, processes)
         # Under a backlog, results go to the loop in batches (web/cpupool.py): a batch of two rounds
         # of the threads is rarely filled at the rendering rates here, so mostly the timer or the
         # queue getting shorter than a round ends one.

@@ -37,7 +37,8 @@ class Settings:
     max_instance_bytes: int = 2 << 30
     #: Largest declared uncompressed pixel data per instance, refused before decoding. TESSERA_MAX_PIXEL_BYTES.
     max_pixel_bytes: int = 4 << 30
-    #: Threads for CPU work (parse, decode, render); 0 = one more than the cores. TESSERA_CPU_THREADS.
+    #: Threads for CPU work (parse, decode, render) per server process; 0 = one more than the process's
+    #: share of the cores (the cores divided among the workers, rounded up). TESSERA_CPU_THREADS.
     cpu_threads: int = 0
     #: While CPU jobs wait for a thread, finished jobs' results go to the event loop together, the
     #: longest held this many milliseconds (fewer loop wake-ups: more frames/s under load); 0 = each

@@ -347,3 +347,35 @@ def test_no_timer_without_a_round_of_work_waiting() -> None:
     finally:
         pool.shutdown()
     assert ticks <= 5
+
+
+def test_each_process_gets_one_thread_more_than_its_share_of_the_cores() -> None:
+    from web.app import cpu_threads_for
+
+    assert cpu_threads_for(2, 1) == 3
+    assert cpu_threads_for(2, 2) == 2
+    assert cpu_threads_for(2, 4) == 2  # a share is never below one core
+    assert cpu_threads_for(8, 3) == 4
+    assert cpu_threads_for(4, 0) == 5  # 0 workers: an app created directly runs in one process
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"workers": 2}, None),
+    ({"workers": 1}, None),
+    ({"workers": 2, "cpu_threads": 5}, 5),
+])
+def test_the_runtime_sizes_its_pool_by_the_workers(tmp_path, settings, expected) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from archive.service import Archive, ArchiveConfig
+    from web.app import cpu_threads_for, create_app
+    from web.settings import Settings
+
+    app = create_app(Settings(data=tmp_path, **settings), Archive(tmp_path, ArchiveConfig(durable=False)))
+    rt = app.state.runtime
+    try:
+        want = expected or cpu_threads_for(os.cpu_count() or 2, settings["workers"])
+        assert rt.cpu_threads == want
+        assert rt.cpu_pool.threads == want
+    finally:
+        rt.shutdown()
