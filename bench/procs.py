@@ -109,6 +109,45 @@ def listening_sockets(pid: int) -> list[ListenSocket]:
     return found
 
 
+def tree_cpu_ns(pid: int) -> int:
+    """CPU time so far of `pid` and its descendants, every thread (nanoseconds, from schedstat)."""
+    total = 0
+    for p in _descendant_pids(pid):
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/schedstat") as fh:
+                    total += int(fh.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
+
+
+def wait_settled(pid: int, port: int, listeners: int, *, deadline_s: float = 30.0, window_s: float = 0.25,
+                 busy_pct: float = 10.0) -> float:
+    """Wait until `listeners` processes listen on `port` and the process tree under `pid` has used
+    under `busy_pct` % of a core over `window_s`: a server whose first worker answers while the
+    others still start (imports, kernels, parser processes) is not yet the server being measured.
+    Returns the seconds waited; past the deadline it gives up with a warning (a server that never
+    goes quiet is measured as it is)."""
+    start = time.perf_counter()
+    while True:
+        listening = len(listening_pids(port))
+        before = tree_cpu_ns(pid)
+        time.sleep(window_s)  # the measurement window, not a guess at a start-up time
+        busy = (tree_cpu_ns(pid) - before) / (window_s * 1e9) * 100
+        waited = time.perf_counter() - start
+        if listening >= listeners and busy < busy_pct:
+            return waited
+        if waited > deadline_s:
+            print(f"warning: after {waited:.0f} s {listening} of {listeners} workers listen on :{port} and the "
+                  f"server uses {busy:.0f}% of a core; measuring anyway", flush=True)
+            return waited
+
+
 def check_loopback_only(pid: int, name: str, *, quiet: bool = False) -> list[ListenSocket]:
     """Print the `ss -ltnp` lines of `pid` and raise NotLoopbackError if any is not loopback."""
     sockets = listening_sockets(pid)
@@ -155,13 +194,18 @@ def listening_pid(port: int) -> int:
     """The pid listening on ``port`` on this machine; for a server whose worker processes each listen
     (``tessera serve --workers N``: a socket per worker), their common parent, the supervisor, so
     that CPU counted from it covers every worker."""
-    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False).stdout
-    pids = {int(p) for p in re.findall(r"pid=(\d+)", out)}
+    pids = listening_pids(port)
     if len(pids) > 1:
         parents = {_ppid(p) for p in pids}
         if len(parents) == 1 and (parent := parents.pop()) > 1 and parent != os.getpid():
             return parent
     return min(pids)
+
+
+def listening_pids(port: int) -> set[int]:
+    """The pids with a socket listening on ``port`` on this machine."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False).stdout
+    return {int(p) for p in re.findall(r"pid=(\d+)", out)}
 
 
 def _ppid(pid: int) -> int:

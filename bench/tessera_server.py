@@ -2,7 +2,9 @@
 
 Responsible for: running `<venv>/bin/tessera serve --host 127.0.0.1 --port P --data DIR [--workers N]`
 with `TESSERA_FSYNC=1|0`, waiting for `GET /healthz` to answer 200 (deadline, no fixed sleep),
-checking with `ss -ltnp` that it listens on loopback only, and terminating it. Must not import
+then for every worker to listen and the server to go idle (the workers after the first start while
+the first already answers), checking with `ss -ltnp` that it listens on loopback only, and
+terminating it. Must not import
 Tessera's packages: the benchmark talks to it over HTTP only, exactly as it talks to Orthanc.
 
 CLI:  .venv/bin/python bench/tessera_server.py [--workdir bench/work/tessera] [--port 8044] [--fsync] [--hold]
@@ -30,6 +32,7 @@ from bench.procs import (
     port_in_use,
     stop_process,
     wait_http_ok,
+    wait_settled,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -91,6 +94,11 @@ def tessera(workdir: Path, *, port: int, fsync: bool, workers: int | None = None
             print(f"Tessera up in {took:.2f} s (pid {proc.pid}, fsync={fsync}, workers={workers}, "
                   f"log {log.name})")
         check_loopback_only(proc.pid, "Tessera", quiet=quiet)
+        # /healthz answers as soon as the first worker is ready; the others start after it (web/workers.py).
+        listeners = workers or int(server_env.get("TESSERA_WORKERS") or 0) or os.cpu_count() or 1
+        settled = wait_settled(proc.pid, port, listeners)
+        if not quiet:
+            print(f"Tessera settled {settled:.2f} s later ({listeners} worker(s) listening, the server idle)")
         yield f"{root}/dicomweb"
     finally:
         stop_process(proc)
