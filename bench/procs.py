@@ -109,9 +109,11 @@ def listening_sockets(pid: int) -> list[ListenSocket]:
     return found
 
 
-def tree_cpu_ns(pid: int) -> int:
-    """CPU time so far of `pid` and its descendants, every thread (nanoseconds, from schedstat)."""
-    total = 0
+def tree_cpu_ns(pid: int) -> dict[tuple[int, int], int]:
+    """CPU time so far of every thread of `pid` and its descendants, by (pid, tid), in nanoseconds
+    (schedstat). Compare two readings over the threads in both: one that ended between them takes
+    its time with it."""
+    out: dict[tuple[int, int], int] = {}
     for p in _descendant_pids(pid):
         try:
             tasks = os.listdir(f"/proc/{p}/task")
@@ -120,25 +122,30 @@ def tree_cpu_ns(pid: int) -> int:
         for t in tasks:
             try:
                 with open(f"/proc/{p}/task/{t}/schedstat") as fh:
-                    total += int(fh.read().split()[0])
+                    out[(p, int(t))] = int(fh.read().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
-    return total
+    return out
 
 
-def wait_settled(pid: int, port: int, listeners: int, *, deadline_s: float = 30.0, window_s: float = 0.25,
-                 busy_pct: float = 10.0) -> float:
-    """Wait until `listeners` processes listen on `port` and the process tree under `pid` has used
+def wait_settled(proc: subprocess.Popen[bytes], port: int, listeners: int, *, deadline_s: float = 30.0,
+                 window_s: float = 0.25, busy_pct: float = 10.0) -> float:
+    """Wait until `listeners` processes listen on `port` and the process tree of `proc` has used
     under `busy_pct` % of a core over `window_s`: a server whose first worker answers while the
     others still start (imports, kernels, parser processes) is not yet the server being measured.
-    Returns the seconds waited; past the deadline it gives up with a warning (a server that never
-    goes quiet is measured as it is)."""
+    Returns the seconds waited; raises ServerStartError when `proc` exits meanwhile; past the
+    deadline it gives up with a warning (a server that never goes quiet is measured as it is)."""
     start = time.perf_counter()
     while True:
         listening = len(listening_pids(port))
-        before = tree_cpu_ns(pid)
+        before = tree_cpu_ns(proc.pid)
         time.sleep(window_s)  # the measurement window, not a guess at a start-up time
-        busy = (tree_cpu_ns(pid) - before) / (window_s * 1e9) * 100
+        after = tree_cpu_ns(proc.pid)
+        if proc.poll() is not None:
+            raise ServerStartError(f"the server (pid {proc.pid}) exited with status {proc.returncode} while "
+                                   f"its workers started")
+        used = sum(after[k] - before[k] for k in after.keys() & before.keys())
+        busy = used / (window_s * 1e9) * 100
         waited = time.perf_counter() - start
         if listening >= listeners and busy < busy_pct:
             return waited

@@ -96,9 +96,9 @@ def tessera(workdir: Path, *, port: int, fsync: bool, workers: int | None = None
         check_loopback_only(proc.pid, "Tessera", quiet=quiet)
         # /healthz answers as soon as the first worker is ready; the others start after it (web/workers.py).
         listeners = workers or int(server_env.get("TESSERA_WORKERS") or 0) or os.cpu_count() or 1
-        settled = wait_settled(proc.pid, port, listeners)
+        settled = wait_settled(proc, port, listeners)
         if not quiet:
-            print(f"Tessera settled {settled:.2f} s later ({listeners} worker(s) listening, the server idle)")
+            print(f"Tessera settled {settled:.2f} s after /healthz")
         yield f"{root}/dicomweb"
     finally:
         stop_process(proc)
