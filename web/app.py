@@ -103,7 +103,7 @@ class Runtime:
         # queue getting shorter than a round ends one.
         hold_ms = settings.cpu_hold_ms
         self.cpu_pool = CpuPool(self.cpu_threads, "tessera-cpu", batch=2 * self.cpu_threads if hold_ms > 0 else 1,
-                                max_hold=max(hold_ms, 1) / 1000)
+                                max_hold=hold_ms / 1000)
         # I/O waits (disk, SQLite) do not use a core: more threads keep the disk queue full.
         self.io_threads = max(8, 4 * self.cores)
         self.io_pool = ThreadPoolExecutor(self.io_threads, thread_name_prefix="tessera-io")

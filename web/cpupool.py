@@ -51,8 +51,9 @@ class CpuPool:
     def __init__(self, threads: int, name: str, *, batch: int = 1, max_hold: float = 0.01) -> None:
         if threads < 1:
             raise ValueError(f"a pool needs at least one thread, not {threads}")
-        if batch < 1 or max_hold <= 0:
-            raise ValueError(f"batch must be at least 1 (not {batch}) and max_hold above 0 (not {max_hold})")
+        if batch < 1 or (batch > 1 and max_hold <= 0):
+            raise ValueError(f"batch must be at least 1 (not {batch}), and max_hold above 0 when batching (not "
+                             f"{max_hold})")
         self.threads = threads
         self.name = name
         self.batch = batch

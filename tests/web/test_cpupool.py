@@ -297,6 +297,7 @@ def test_batch_and_hold_are_checked() -> None:
         CpuPool(1, "test-cpu", batch=0)
     with pytest.raises(ValueError, match="max_hold"):
         CpuPool(1, "test-cpu", batch=2, max_hold=0)
+    CpuPool(1, "test-cpu", batch=1, max_hold=0).shutdown()  # no batching: no hold to bound
 
 
 def test_one_failing_hand_over_does_not_strand_its_batch() -> None:
@@ -377,5 +378,17 @@ def test_the_runtime_sizes_its_pool_by_the_workers(tmp_path, settings, expected)
         want = expected or cpu_threads_for(os.cpu_count() or 2, settings["workers"])
         assert rt.cpu_threads == want
         assert rt.cpu_pool.threads == want
+    finally:
+        rt.shutdown()
+
+
+def test_hold_0_turns_batching_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from archive.service import Archive, ArchiveConfig
+    from web.app import create_app
+    from web.settings import Settings
+
+    rt = create_app(Settings(data=tmp_path, cpu_hold_ms=0), Archive(tmp_path, ArchiveConfig(durable=False))).state.runtime
+    try:
+        assert (rt.cpu_pool.batch, rt.cpu_pool.max_hold) == (1, 0)
     finally:
         rt.shutdown()
