@@ -48,24 +48,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a script: make `bench`, `archive` and `render` importable
     sys.path.insert(0, str(ROOT))
 
-from bench.procs import exit_on_signals, listening_pid
+from bench.procs import exit_on_signals, listening_pid, thread_ns
 from bench.render_bench import COLD_ENV, QUIET_ENV, Series, frame_paths, ingest, make_series, series_floor
 from bench.tessera_server import tessera
 from bench.wrk import run_wrk
 from web.cpupool import CpuPool
 
 WORK = ROOT / "bench" / "work" / "loop_cost"
-
-
-def thread_ns(pid: int) -> dict[int, int]:
-    """Nanoseconds on a CPU so far, per thread of ``pid``."""
-    out = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out[int(task.name)] = int((task / "schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return out
 
 
 def measure(base: str, series: Series, *, connections: int, seconds: float, pause_ms: int) -> dict[str, Any]:

@@ -109,22 +109,29 @@ def listening_sockets(pid: int) -> list[ListenSocket]:
     return found
 
 
+def thread_ns(pid: int) -> dict[int, int]:
+    """Nanoseconds on a CPU so far, per thread of ``pid`` (``/proc/PID/task/TID/schedstat``: what the
+    scheduler ran it, exact, unlike the 10 ms ticks of ``stat``). Raises FileNotFoundError when the
+    process is gone; a thread ending meanwhile is left out."""
+    out = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
+                out[int(task)] = int(fh.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            continue
+    return out
+
+
 def tree_cpu_ns(pid: int) -> dict[tuple[int, int], int]:
-    """CPU time so far of every thread of `pid` and its descendants, by (pid, tid), in nanoseconds
-    (schedstat). Compare two readings over the threads in both: one that ended between them takes
-    its time with it."""
+    """``thread_ns`` of `pid` and its descendants, by (pid, tid). Compare two readings over the
+    threads in both: one that ended between them takes its time with it."""
     out: dict[tuple[int, int], int] = {}
     for p in _descendant_pids(pid):
         try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
+            out.update(((p, tid), ns) for tid, ns in thread_ns(p).items())
+        except OSError:  # the process ended meanwhile
             continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{p}/task/{t}/schedstat") as fh:
-                    out[(p, int(t))] = int(fh.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
     return out
 
 
